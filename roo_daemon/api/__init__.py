@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every resource: the base handler and meta routes."""

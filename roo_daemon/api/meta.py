@@ -1,0 +1,52 @@
+"""Unauthenticated operational routes: liveness, readiness, metrics, the spec."""
+
+from __future__ import annotations
+
+from roo_daemon.api.base import ApiHandler
+from roo_daemon.problems import Problem
+
+
+class HealthHandler(ApiHandler):
+    operations = {"GET": "getHealth"}
+    auth_required = False
+
+    def get(self) -> None:
+        self.send_json({"status": "ok"})
+
+
+class ReadyHandler(ApiHandler):
+    operations = {"GET": "getReady"}
+    auth_required = False
+
+    async def get(self) -> None:
+        if self.ctx.shutting_down:
+            raise Problem(503, "the daemon is shutting down", slug="shutting-down")
+        if not await self.ctx.db.ping():
+            raise Problem(503, "the store is not reachable", slug="store-unavailable")
+        self.send_json({"status": "ready"})
+
+
+class MetricsHandler(ApiHandler):
+    operations = {"GET": "getMetrics"}
+    auth_required = False
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.ctx.metrics.exposition())
+
+
+class OpenApiYamlHandler(ApiHandler):
+    operations = {"GET": "getOpenapiYaml"}
+    auth_required = False
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/yaml; charset=utf-8")
+        self.finish(self.ctx.spec.text)
+
+
+class OpenApiJsonHandler(ApiHandler):
+    operations = {"GET": "getOpenapiJson"}
+    auth_required = False
+
+    def get(self) -> None:
+        self.send_json(self.ctx.spec.json_bytes)

@@ -1,0 +1,82 @@
+"""The route table, and nothing else: route → handler → manager.
+
+Each route is the path template of ``openapi.yaml``; its regex is derived
+from it, and :func:`make_app` refuses to start if a handler's operations and
+the spec disagree, so the table and the contract cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tornado.web import Application, URLSpec
+
+from roo_daemon.api.base import ApiHandler, NotFoundHandler
+from roo_daemon.api.meta import (
+    HealthHandler,
+    MetricsHandler,
+    OpenApiJsonHandler,
+    OpenApiYamlHandler,
+    ReadyHandler,
+)
+from roo_daemon.context import AppContext
+from roo_daemon.logs import access_logger
+from roo_daemon.sessions.handlers import SessionHandler, SessionsHandler
+from roo_daemon.tasks.handlers import TaskEventsHandler, TaskHandler, TaskResponsesHandler, TasksHandler
+from roo_daemon.ws.handlers import EventSocket
+
+ROUTES: list[tuple[str, type]] = [
+    ("/healthz", HealthHandler),
+    ("/readyz", ReadyHandler),
+    ("/metrics", MetricsHandler),
+    ("/openapi.yaml", OpenApiYamlHandler),
+    ("/openapi.json", OpenApiJsonHandler),
+    ("/ws", EventSocket),
+    ("/api/v1/sessions", SessionsHandler),
+    ("/api/v1/sessions/{session_id}", SessionHandler),
+    ("/api/v1/sessions/{session_id}/tasks", TasksHandler),
+    ("/api/v1/sessions/{session_id}/tasks/{task_id}", TaskHandler),
+    ("/api/v1/sessions/{session_id}/tasks/{task_id}/responses", TaskResponsesHandler),
+    ("/api/v1/sessions/{session_id}/tasks/{task_id}/events", TaskEventsHandler),
+]
+
+
+def route_regex(template: str) -> str:
+    return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
+
+
+def check_routes(ctx: AppContext) -> None:
+    """Every spec operation has a handler at its path, and vice versa."""
+    served = {}
+    for template, cls in ROUTES:
+        for method, op_id in getattr(cls, "operations", {}).items():
+            served[op_id] = (template, method)
+    served["connectWebSocket"] = ("/ws", "GET")
+    for op_id, op in ctx.spec.operations.items():
+        if served.get(op_id) != (op.path, op.method):
+            raise RuntimeError(f"openapi.yaml operation {op_id} ({op.method} {op.path}) has no matching route")
+    for op_id in served:
+        if op_id not in ctx.spec.operations:
+            raise RuntimeError(f"route operation {op_id} is missing from openapi.yaml")
+
+
+def make_app(ctx: AppContext) -> Application:
+    check_routes(ctx)
+    handlers = []
+    for template, cls in ROUTES:
+        cls.route = template
+        handlers.append(URLSpec(route_regex(template), cls, {"ctx": ctx}))
+    ws = ctx.config["websocket"]
+    return Application(
+        handlers,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx},
+        log_function=access_logger(ctx.metrics),
+        websocket_ping_interval=ws["ping_interval_seconds"] or None,
+        websocket_ping_timeout=ws["ping_timeout_seconds"],
+        websocket_max_message_size=ws["max_message_bytes"],
+        serve_traceback=False,
+    )
+
+
+__all__ = ["ROUTES", "ApiHandler", "make_app"]

@@ -1,0 +1,75 @@
+"""Principals and bearer API keys.
+
+Keys are configured as SHA-256 hex digests; a presented token is hashed and
+compared against every configured digest with ``hmac.compare_digest`` so the
+time taken does not depend on how much of a digest matched. With no keys
+configured the daemon allows everyone as the ``local`` admin principal, and
+config.py refuses to bind anything but loopback in that case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SCOPES = ("read", "write", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or self.is_admin
+
+
+LOCAL = Principal("local", frozenset(SCOPES))
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "roo_" + secrets.token_urlsafe(32)
+
+
+class Authenticator:
+    def __init__(self, keys: Iterable[dict]) -> None:
+        self._keys = [
+            (bytes.fromhex(k["sha256"]), Principal(k["name"], frozenset(k.get("scopes", ["read", "write"]))))
+            for k in keys
+        ]
+
+    @property
+    def open(self) -> bool:
+        """True when no key is configured: everyone is the local admin."""
+        return not self._keys
+
+    def from_header(self, value: str | None) -> Principal | None:
+        if self.open:
+            return LOCAL
+        if not value:
+            return None
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.from_token(token.strip())
+
+    def from_token(self, token: str) -> Principal | None:
+        if self.open:
+            return LOCAL
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for key_digest, principal in self._keys:
+            if hmac.compare_digest(digest, key_digest):
+                found = principal
+        return found

@@ -1,0 +1,82 @@
+"""``roo-daemon serve | check-config | openapi``.
+
+Configuration problems end with exit status 2 and one line naming the key;
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from roo_daemon import __version__
+from roo_daemon.config import ConfigError, load_config, prepare_data_dir
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="roo-daemon", description="The Roo-Code agent engine as a service.")
+    p.add_argument("--version", action="version", version=f"roo-daemon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", help="YAML configuration file")
+    serve.add_argument("--host", help="address to bind (overrides server.host)")
+    serve.add_argument("--port", type=int, help="port to bind, 0 for any free one (overrides server.port)")
+    serve.add_argument("--data-dir", help="where the store and workspaces live (overrides store.data_dir)")
+    check = sub.add_parser("check-config", help="validate a configuration and exit")
+    check.add_argument("--config", help="YAML configuration file")
+    sub.add_parser("openapi", help="print the OpenAPI contract (YAML)")
+    return p
+
+
+def _config(args: argparse.Namespace) -> dict:
+    overrides = {
+        "server.host": getattr(args, "host", None),
+        "server.port": getattr(args, "port", None),
+        "store.data_dir": getattr(args, "data_dir", None),
+    }
+    cfg = load_config(args.config, overrides=overrides)
+    prepare_data_dir(cfg)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "openapi":
+        from roo_daemon.spec import load_spec_text
+
+        sys.stdout.write(load_spec_text())
+        return 0
+    try:
+        cfg = _config(args)
+    except ConfigError as e:
+        print(f"roo-daemon: configuration error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(
+            f"configuration OK: listening on {cfg['server']['host']}:{cfg['server']['port']}, "
+            f"data in {cfg['store']['data_dir']}, providers: {', '.join(cfg['providers'])}"
+        )
+        return 0
+    return serve(cfg)
+
+
+def serve(cfg: dict) -> int:
+    from roo_daemon.logs import setup_logging
+    from roo_daemon.server import Daemon
+
+    setup_logging(cfg["log"]["level"], cfg["log"]["format"])
+
+    async def run() -> None:
+        await Daemon(cfg).run()
+
+    try:
+        asyncio.run(run())
+    except OSError as e:  # the port is taken, the address is not ours...
+        logging.getLogger("roo_daemon").error("cannot serve: %s", e)
+        print(f"roo-daemon: cannot serve: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,99 @@
+"""The daemon's parts, built once at start and shared by every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from roo_daemon.auth import Authenticator
+from roo_daemon.config import Config, prepare_data_dir
+from roo_daemon.engine.loop import AgentLoop
+from roo_daemon.engine.providers import build_providers
+from roo_daemon.engine.tools import default_registry
+from roo_daemon.events import EventBus
+from roo_daemon.idempotency import IdempotencyGuard
+from roo_daemon.metrics import Metrics
+from roo_daemon.sessions.manager import SessionManager
+from roo_daemon.spec import Spec
+from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStore, TaskStore
+from roo_daemon.tasks.manager import TaskManager
+from roo_daemon.tasks.runner import TaskRunner
+from roo_daemon.ws.handlers import FrameValidator
+
+DB_FILE = "roo-daemon.sqlite3"
+
+
+@dataclass
+class AppContext:
+    config: Config
+    spec: Spec
+    metrics: Metrics
+    auth: Authenticator
+    db: Database
+    bus: EventBus
+    events: EventStore
+    runner: TaskRunner
+    sessions: SessionManager
+    tasks: TaskManager
+    ws_validator: FrameValidator
+    data_dir: Path
+    inflight: set[Any] = field(default_factory=set)  # REST handlers not yet finished
+    websockets: set[Any] = field(default_factory=set)
+    shutting_down: bool = False
+    recovered: dict[str, int] = field(default_factory=dict)
+
+
+async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
+    """Open the store, load sessions, recover tasks a previous run left live."""
+    spec = spec or Spec()
+    data_dir = prepare_data_dir(cfg)  # once, before serving: blocking is fine here
+    metrics = Metrics()
+    db = Database(data_dir / DB_FILE, cfg["store"]["synchronous"])
+    await db.open()
+    db.on_commit = lambda n, seconds: metrics.store_write.observe(seconds)
+    events = EventStore(db)
+    bus = EventBus(db, events)
+    bus.on_append = lambda name: metrics.events_appended.inc()
+    await bus.open()
+    providers = build_providers(cfg["providers"], cfg["_config_dir"])
+    engine = AgentLoop(providers, default_registry())
+    task_store = TaskStore(db)
+    runner = TaskRunner(bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics)
+    idempotency = IdempotencyGuard(IdempotencyStore(db))
+    sessions = SessionManager(
+        SessionStore(db),
+        bus,
+        runner,
+        idempotency,
+        providers,
+        data_dir,
+        cfg["workspaces"]["roots"],
+        {"provider": cfg["engine"]["default_provider"], "mode": cfg["engine"]["default_mode"]},
+    )
+    await sessions.load()
+    tasks = TaskManager(
+        sessions,
+        task_store,
+        events,
+        bus,
+        runner,
+        idempotency,
+        {"max_requests": cfg["engine"]["max_requests"], "max_cost_usd": cfg["engine"]["max_cost_usd"]},
+    )
+    ctx = AppContext(
+        config=cfg,
+        spec=spec,
+        metrics=metrics,
+        auth=Authenticator(cfg["auth"]["keys"]),
+        db=db,
+        bus=bus,
+        events=events,
+        runner=runner,
+        sessions=sessions,
+        tasks=tasks,
+        ws_validator=FrameValidator(spec),
+        data_dir=data_dir,
+    )
+    ctx.recovered = await runner.recover(sessions.sessions)
+    return ctx

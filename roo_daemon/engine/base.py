@@ -1,0 +1,59 @@
+"""The seam between the task runner and the engine.
+
+:class:`TaskContext` is everything a running task may do to the outside
+world (events, asks, usage, todos); :class:`Engine` is what the runner calls.
+The runner implements the context (``roo_daemon.tasks.run.TaskRun``); the
+engine implements the loop (``roo_daemon.engine.loop.AgentLoop``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from roo_daemon.models import Session, Task
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The client's answer to an ask."""
+
+    approve: bool
+    text: str | None = None
+
+
+class TaskFailure(Exception):
+    """The task cannot go on; ``code`` and ``message`` become the task's ``error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TaskContext(Protocol):
+    task: Task
+    session: Session
+    images: list[str]
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        """Append an event without waiting for it to be durable (streamed text)."""
+
+    async def emit(self, name: str, data: dict[str, Any]) -> None:
+        """Append an event and wait until it is durable."""
+
+    async def ask(self, kind: str, **payload: Any) -> Answer:
+        """Put the task in ``waiting`` with a pending ask; resume on the answer."""
+
+    async def add_usage(self, usage: dict[str, Any]) -> None:
+        """Add one provider request's usage to the task's totals."""
+
+    async def set_todos(self, todos: list[dict[str, str]]) -> None:
+        """Replace the task's todo list."""
+
+
+class Engine(Protocol):
+    async def run(self, ctx: TaskContext) -> str:
+        """Carry the task out; return the completion result, raise
+        :class:`TaskFailure` to fail it. Cancellation arrives as
+        ``asyncio.CancelledError`` and must be let through."""

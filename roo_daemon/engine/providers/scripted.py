@@ -1,0 +1,61 @@
+"""The ``scripted`` provider: plays a YAML script of assistant turns.
+
+Deterministic and offline, for demos and tests; it is labelled
+``provider_kind: scripted`` on every session, task and message it touches.
+Turn *n* of the script answers the *n*-th request of a task (counted from the
+assistant turns already in the conversation). A turn may hold:
+
+``text``        streamed as deltas of ``chunk_chars`` characters
+``tool_calls``  ``[{name, args}]``, sent after the text
+``usage``       ``{tokens_in, tokens_out, cache_reads, cache_writes, cost_usd}``
+``hang: true``  after the text, wait until cancelled (for cancellation demos)
+``error``       fail the request with this message
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from roo_daemon.engine.providers.base import Chunk, ProviderError, ProviderRequest, TextDelta, ToolCall, Usage
+
+
+class ScriptedProvider:
+    kind = "scripted"
+
+    def __init__(self, name: str, profile: dict[str, Any], config_dir: str) -> None:
+        self.name = name
+        self.model = "script"
+        self.chunk_chars = int(profile.get("chunk_chars", 24))
+        if "turns" in profile:
+            turns = profile["turns"]
+        elif profile.get("script"):
+            path = Path(config_dir, profile["script"]).expanduser()
+            turns = yaml.safe_load(path.read_text(encoding="utf-8"))["turns"]
+        else:
+            text = resources.files("roo_daemon.engine.providers").joinpath("demo_script.yaml").read_text()
+            turns = yaml.safe_load(text)["turns"]
+        self.turns: list[dict[str, Any]] = list(turns)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[Chunk]:
+        index = sum(1 for m in request.messages if m["role"] == "assistant")
+        if index >= len(self.turns):
+            raise ProviderError(f"scripted provider {self.name!r}: script has no turn {index + 1}")
+        turn = self.turns[index]
+        if "error" in turn:
+            raise ProviderError(str(turn["error"]))
+        text = str(turn.get("text", ""))
+        for start in range(0, len(text), self.chunk_chars):
+            yield TextDelta(text[start : start + self.chunk_chars])
+            await asyncio.sleep(0)  # let other tasks run between deltas, as a network stream would
+        if turn.get("hang"):
+            await asyncio.Event().wait()
+        for i, call in enumerate(turn.get("tool_calls") or []):
+            yield ToolCall(id=f"call_{index + 1}_{i + 1}", name=call["name"], args=dict(call.get("args") or {}))
+        if "usage" in turn:
+            yield Usage(**turn["usage"])

@@ -1,0 +1,13 @@
+"""Tools the model may call. Each has a name, a group (for modes and
+auto-approval), a JSON Schema for its arguments, and an async ``run``."""
+
+from roo_daemon.engine.tools.base import Tool, ToolOutcome, ToolRegistry
+from roo_daemon.engine.tools.control import CONTROL_TOOLS
+from roo_daemon.engine.tools.files import FILE_TOOLS
+
+
+def default_registry() -> ToolRegistry:
+    return ToolRegistry([*CONTROL_TOOLS, *FILE_TOOLS])
+
+
+__all__ = ["Tool", "ToolOutcome", "ToolRegistry", "default_registry"]

@@ -1,0 +1,114 @@
+"""The event bus: every state change, durably appended, then fanned out.
+
+``seq`` is assigned here, on the loop, in call order; the store commits in
+that same order and the bus fans an event out only after its commit. So a
+live subscriber never sees an event that a replay could not, and live order
+equals durable order: the property that makes replay-then-live seamless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from roo_daemon.models import iso
+from roo_daemon.store import Database, EventStore
+from roo_daemon.store.database import WriteFn
+from roo_daemon.store.sqlite import chain
+
+log = logging.getLogger("roo_daemon.events")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@dataclass(slots=True)
+class Event:
+    seq: int
+    name: str
+    session_id: str | None
+    task_id: str | None
+    owner: str | None
+    frame: str  # the serialised envelope: encoded once, sent to every subscriber as is
+
+
+class Subscriber(Protocol):
+    def deliver(self, event: Event) -> None: ...
+
+
+class EventBus:
+    def __init__(self, db: Database, store: EventStore) -> None:
+        self.db = db
+        self.store = store
+        self.last_seq = 0
+        self.pruned_through = 0
+        self._subscribers: set[Subscriber] = set()
+        self.on_append: Any = None  # metrics hook: called with the event name
+
+    async def open(self) -> None:
+        self.last_seq = await self.store.last_seq()
+        self.pruned_through = await self.store.pruned_through()
+
+    def subscribe(self, sub: Subscriber) -> None:
+        self._subscribers.add(sub)
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    def publish(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        session_id: str | None,
+        task_id: str | None = None,
+        owner: str | None = None,
+        write: WriteFn | None = None,
+    ) -> asyncio.Future:
+        """Append an event (and ``write``, in the same transaction). Returns
+        the store's future; callers that must not answer before the event is
+        durable await it (see :meth:`append`), streaming callers need not."""
+        self.last_seq += 1
+        ts = time.time()
+        frame = _dumps(
+            {
+                "seq": self.last_seq,
+                "event": name,
+                "session_id": session_id,
+                "task_id": task_id,
+                "ts": iso(ts),
+                "data": data,
+            }
+        )
+        event = Event(self.last_seq, name, session_id, task_id, owner, frame)
+        row = (event.seq, name, session_id, task_id, owner, ts, frame)
+        fut = self.db.write(chain(write, EventStore.insert([row])), after=lambda: self._fan_out(event))
+        fut.add_done_callback(_log_failure)
+        return fut
+
+    async def append(self, name: str, data: dict[str, Any], **kw: Any) -> None:
+        """Publish and wait until the event (and its ``write``) is committed."""
+        await self.publish(name, data, **kw)
+
+    def _fan_out(self, event: Event) -> None:
+        if self.on_append is not None:
+            self.on_append(event.name)
+        for sub in list(self._subscribers):
+            try:
+                sub.deliver(event)
+            except Exception:
+                log.exception("subscriber failed on event %d", event.seq)
+
+    async def prune(self, max_events: int, max_age_seconds: float) -> int:
+        dropped = await self.db.write(self.store.prune(max_events, time.time() - max_age_seconds))
+        if dropped:
+            self.pruned_through = await self.store.pruned_through()
+            log.info("pruned %d events; retained from seq %d", dropped, self.pruned_through + 1)
+        return dropped
+
+
+def _log_failure(fut: asyncio.Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("event append failed: %s", fut.exception())

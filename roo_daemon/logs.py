@@ -1,0 +1,92 @@
+"""Logging: one JSON object per line (journald-friendly), or readable text
+on a terminal; and the access log line for every request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from roo_daemon.metrics import Metrics
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        doc.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        line = (
+            f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} {record.getMessage()}"
+        )
+        line = f"{line}  {extra}" if extra else line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str = "info", fmt: str = "auto") -> None:
+    if fmt == "auto":
+        fmt = "text" if sys.stdout.isatty() else "json"
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    logging.getLogger().setLevel(level.upper())
+    # Tornado's own access log is replaced by ours.
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+
+
+_access = logging.getLogger("roo_daemon.access")
+
+
+def access_logger(metrics: Metrics) -> Callable[[Any], None]:
+    """Tornado's ``log_function``: one line and the request metrics per request."""
+
+    def log_request(handler: Any) -> None:
+        status = handler.get_status()
+        seconds = handler.request.request_time()
+        route = getattr(handler, "route", "(unmatched)")
+        method = handler.request.method
+        metrics.observe_request(method, route, status, seconds)
+        if status < 400 and not _access.isEnabledFor(logging.INFO):
+            return
+        level = logging.INFO if status < 500 else logging.ERROR
+        path_kwargs = getattr(handler, "path_kwargs", None) or {}
+        _access.log(
+            level,
+            "%s %s %d %.1fms",
+            method,
+            route,
+            status,
+            seconds * 1000,
+            extra={
+                "request_id": getattr(handler, "request_id", None),
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                **{k: v for k, v in path_kwargs.items() if k in ("session_id", "task_id")},
+            },
+        )
+
+    return log_request

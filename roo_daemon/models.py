@@ -1,0 +1,108 @@
+"""The daemon's resources as plain dataclasses.
+
+``to_resource()`` gives exactly the JSON shape ``openapi.yaml`` documents;
+the store keeps that same shape as the row's document, so there is one
+representation to keep in step with the spec.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+LIVE_STATUSES = frozenset({"queued", "running", "waiting"})
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "interrupted"})
+AUTO_APPROVE_DEFAULTS: dict[str, Any] = {
+    "read_only": False,
+    "write": False,
+    "execute": False,
+    "allowed_commands": [],
+    "denied_commands": [],
+    "mode_switch": False,
+    "subtasks": False,
+}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def iso(ts: float | None) -> str | None:
+    """RFC 3339 UTC with milliseconds; ``None`` stays ``None``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return iso(time.time())  # type: ignore[return-value]
+
+
+@dataclass
+class Session:
+    id: str
+    workspace: str
+    workspace_managed: bool
+    mode: str
+    provider: str
+    provider_kind: str
+    created_at: str
+    owner: str
+    name: str | None = None
+    auto_approve: dict[str, Any] = field(default_factory=lambda: dict(AUTO_APPROVE_DEFAULTS))
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_resource(self) -> dict[str, Any]:
+        doc = asdict(self)
+        del doc["owner"]
+        return doc
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Session:
+        return cls(**doc)
+
+
+def empty_usage() -> dict[str, Any]:
+    return {"tokens_in": 0, "tokens_out": 0, "cache_reads": 0, "cache_writes": 0, "cost_usd": 0.0}
+
+
+@dataclass
+class Task:
+    id: str
+    session_id: str
+    prompt: str
+    mode: str
+    provider: str
+    provider_kind: str
+    created_at: str
+    status: str = "queued"
+    image_count: int = 0
+    limits: dict[str, Any] = field(default_factory=lambda: {"max_requests": None, "max_cost_usd": None})
+    started_at: str | None = None
+    finished_at: str | None = None
+    result: str | None = None
+    error: dict[str, str] | None = None
+    pending_ask: dict[str, Any] | None = None
+    todos: list[dict[str, str]] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=empty_usage)
+    parent_task_id: str | None = None
+    child_task_ids: list[str] = field(default_factory=list)
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    def to_resource(self) -> dict[str, Any]:
+        return asdict(self)
+
+    to_doc = to_resource
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Task:
+        return cls(**doc)

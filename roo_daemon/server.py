@@ -1,0 +1,113 @@
+"""The daemon's lifecycle: start, serve, and a graceful stop on SIGTERM/SIGINT.
+
+Stop order: ``/readyz`` turns 503; the listener closes; in-flight requests
+get up to ``server.shutdown_grace_seconds``; WebSockets close with 1001;
+running tasks stop and are stored ``interrupted``; the store is flushed and
+closed; exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.netutil import bind_sockets
+
+from roo_daemon import __version__
+from roo_daemon.app import make_app
+from roo_daemon.config import Config
+from roo_daemon.context import AppContext, open_context
+from roo_daemon.store import IdempotencyStore
+
+log = logging.getLogger("roo_daemon.server")
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.ctx: AppContext | None = None
+        self.http: HTTPServer | None = None
+        self.port: int | None = None
+        self._sockets: list[socket.socket] = []
+        self._stopping: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+        self._pruner: PeriodicCallback | None = None
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        self.ctx = ctx = await open_context(self.cfg)
+        server_cfg = self.cfg["server"]
+        # Tornado's own cap is a backstop well above ours: the handlers answer
+        # 413 themselves, before reading, for anything over max_body_bytes.
+        self.http = HTTPServer(
+            make_app(ctx),
+            max_body_size=server_cfg["max_body_bytes"] * 4,
+            idle_connection_timeout=300,
+            body_timeout=60,
+        )
+        self._sockets = bind_sockets(server_cfg["port"], server_cfg["host"])
+        self.http.add_sockets(self._sockets)
+        self.port = self._sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        ev = self.cfg["events"]
+        self._pruner = PeriodicCallback(self._prune, ev["prune_interval_seconds"] * 1000)
+        self._pruner.start()
+        for name, provider in ctx.sessions.providers.items():
+            if provider.kind == "scripted":
+                log.info("provider %r is scripted: an offline, deterministic script, not a real model", name)
+        if ctx.recovered.get("interrupted") or ctx.recovered.get("requeued"):
+            log.info("recovered tasks from the last run", extra=ctx.recovered)
+        log.info(
+            "roo-daemon %s listening on http://%s:%d (ready in %.0f ms)",
+            __version__,
+            server_cfg["host"],
+            self.port,
+            (time.monotonic() - started) * 1000,
+            extra={"port": self.port, "data_dir": str(ctx.data_dir)},
+        )
+
+    async def _prune(self) -> None:
+        assert self.ctx is not None
+        ev = self.cfg["events"]
+        try:
+            await self.ctx.bus.prune(ev["retention_max_events"], ev["retention_seconds"])
+            await self.ctx.db.write(IdempotencyStore.prune(time.time() - IDEMPOTENCY_TTL_SECONDS))
+        except Exception:
+            log.exception("pruning failed")
+
+    def request_stop(self, sig: int | None = None) -> None:
+        if self._stopping is None:
+            log.info("received %s: shutting down", signal.Signals(sig).name if sig else "stop request")
+            self._stopping = asyncio.get_running_loop().create_task(self.stop())
+
+    async def stop(self) -> None:
+        ctx = self.ctx
+        assert ctx is not None and self.http is not None
+        ctx.shutting_down = True
+        if self._pruner:
+            self._pruner.stop()
+        self.http.stop()  # closes the listening sockets: no new connections
+        deadline = time.monotonic() + self.cfg["server"]["shutdown_grace_seconds"]
+        while ctx.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if ctx.inflight:
+            log.warning("%d requests still in flight after the grace period", len(ctx.inflight))
+        for ws in list(ctx.websockets):
+            ws.close(1001, "server shutting down")
+        await ctx.runner.shutdown()
+        await self.http.close_all_connections()
+        await ctx.db.close()
+        log.info("stopped")
+        self._stopped.set()
+
+    async def run(self) -> None:
+        await self.start()
+        await self._stopped.wait()

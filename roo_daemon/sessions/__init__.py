@@ -1,0 +1,1 @@
+"""Sessions: a workspace plus defaults for its tasks."""

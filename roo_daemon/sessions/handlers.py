@@ -1,0 +1,36 @@
+"""REST handlers for sessions: parse, call the manager, answer."""
+
+from __future__ import annotations
+
+from roo_daemon.api.base import ApiHandler
+
+
+def replay_headers(replayed: bool) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if replayed else {}
+
+
+class SessionsHandler(ApiHandler):
+    operations = {"POST": "createSession", "GET": "listSessions"}
+
+    async def post(self) -> None:
+        session, replayed = await self.ctx.sessions.create(
+            self.principal, self.json_body(), self.params.get("Idempotency-Key")
+        )
+        headers = {"Location": f"/api/v1/sessions/{session.id}", **replay_headers(replayed)}
+        self.send_json(session.to_resource(), 201, headers)
+
+    async def get(self) -> None:
+        items, cursor = await self.ctx.sessions.list(self.principal, self.params["limit"], self.params.get("cursor"))
+        self.send_json({"items": [s.to_resource() for s in items], "next_cursor": cursor})
+
+
+class SessionHandler(ApiHandler):
+    operations = {"GET": "getSession", "DELETE": "deleteSession"}
+
+    def get(self, session_id: str) -> None:
+        self.send_json(self.ctx.sessions.visible(self.principal, session_id).to_resource())
+
+    async def delete(self, session_id: str) -> None:
+        await self.ctx.sessions.delete(self.principal, session_id)
+        self.set_status(204)
+        self.finish()

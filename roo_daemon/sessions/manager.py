@@ -1,0 +1,144 @@
+"""Session logic: creation (workspace rules, idempotency), visibility,
+listing and deletion. Sessions are few and small, so all of them are also
+kept in memory: looking one up (every task request does) costs no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from roo_daemon.auth import Principal
+from roo_daemon.engine.providers.base import Provider
+from roo_daemon.events import EventBus
+from roo_daemon.idempotency import IdempotencyGuard
+from roo_daemon.models import AUTO_APPROVE_DEFAULTS, Session, new_id, now_iso
+from roo_daemon.pagination import decode_cursor, encode_cursor
+from roo_daemon.problems import not_found, validation_problem
+from roo_daemon.store import SessionStore
+from roo_daemon.store.sqlite import chain
+from roo_daemon.tasks.runner import TaskRunner
+
+
+class SessionManager:
+    def __init__(
+        self,
+        store: SessionStore,
+        bus: EventBus,
+        runner: TaskRunner,
+        idempotency: IdempotencyGuard,
+        providers: dict[str, Provider],
+        data_dir: Path,
+        workspace_roots: list[str],
+        defaults: dict[str, Any],
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.runner = runner
+        self.idempotency = idempotency
+        self.providers = providers
+        self.data_dir = data_dir
+        self.roots = [Path(r).resolve() for r in workspace_roots]
+        self.defaults = defaults
+        self.sessions: dict[str, Session] = {}
+
+    async def load(self) -> None:
+        self.sessions = {s.id: s for s in await self.store.load_all()}
+
+    def visible(self, principal: Principal, session_id: str) -> Session:
+        """The session if ``principal`` may see it; 404 otherwise (also when
+        it belongs to someone else, so ids of others leak nothing)."""
+        session = self.sessions.get(session_id)
+        if session is None or not (principal.is_admin or session.owner == principal.name):
+            raise not_found("session", session_id)
+        return session
+
+    def provider_kind(self, name: str) -> str:
+        return self.providers[name].kind
+
+    def check_provider(self, name: str) -> None:
+        if name not in self.providers:
+            known = ", ".join(sorted(self.providers))
+            raise validation_problem(
+                [{"pointer": "/body/provider", "message": f"no provider profile named {name!r} (configured: {known})"}]
+            )
+
+    async def create(self, principal: Principal, body: dict[str, Any], key: str | None) -> tuple[Session, bool]:
+        async def create(record: Any) -> str:
+            session = await self._new_session(principal, body)
+            write = chain(SessionStore.insert(session), record(session.id) if record else None)
+            await self.bus.append(
+                "session.created", session.to_resource(), session_id=session.id, owner=session.owner, write=write
+            )
+            self.sessions[session.id] = session
+            return session.id
+
+        session_id, replayed = await self.idempotency.create_once(principal.name, "createSession", key, body, create)
+        return self.visible(principal, session_id), replayed
+
+    async def _new_session(self, principal: Principal, body: dict[str, Any]) -> Session:
+        provider = body.get("provider", self.defaults["provider"])
+        self.check_provider(provider)
+        session_id = new_id("ses")
+        if "workspace" in body:
+            workspace, managed = await asyncio.to_thread(self._existing_workspace, body["workspace"]), False
+        else:
+            workspace, managed = str(self.data_dir / "workspaces" / session_id), True
+            await asyncio.to_thread(os.makedirs, workspace, exist_ok=True)
+        return Session(
+            id=session_id,
+            name=body.get("name"),
+            workspace=workspace,
+            workspace_managed=managed,
+            mode=body.get("mode", self.defaults["mode"]),
+            provider=provider,
+            provider_kind=self.provider_kind(provider),
+            auto_approve={**AUTO_APPROVE_DEFAULTS, **body.get("auto_approve", {})},
+            metadata=body.get("metadata", {}),
+            created_at=now_iso(),
+            owner=principal.name,
+        )
+
+    def _existing_workspace(self, given: str) -> str:
+        """Runs in a thread: it touches the file system."""
+        path = Path(given).expanduser()
+        problem = None
+        if not path.is_absolute():
+            problem = "must be an absolute path"
+        elif not path.is_dir():
+            problem = "is not an existing directory"
+        else:
+            path = path.resolve()
+            if not any(path == root or root in path.parents for root in self.roots):
+                problem = (
+                    "is not under any configured workspaces.roots"
+                    if self.roots
+                    else "cannot be used: no workspaces.roots are configured"
+                )
+        if problem:
+            raise validation_problem([{"pointer": "/body/workspace", "message": problem}])
+        return str(path)
+
+    async def list(self, principal: Principal, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
+        owner = None if principal.is_admin else principal.name
+        items, last = await self.store.page(owner, decode_cursor(cursor), limit)
+        return items, encode_cursor(last)
+
+    async def delete(self, principal: Principal, session_id: str) -> None:
+        session = self.visible(principal, session_id)
+        # Forget it first: a concurrent delete now gets 404 and no new task
+        # can be created in it while its live tasks are being cancelled.
+        del self.sessions[session_id]
+        for run in self.runner.live_in_session(session_id):
+            await self.runner.cancel(run)
+        await self.bus.append(
+            "session.deleted",
+            {"id": session_id},
+            session_id=session_id,
+            owner=session.owner,
+            write=SessionStore.delete(session_id),
+        )
+        if session.workspace_managed:
+            await asyncio.to_thread(shutil.rmtree, session.workspace, True)

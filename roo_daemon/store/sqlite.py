@@ -1,0 +1,219 @@
+"""SQL for each resource. Each class turns resource operations into write
+functions (run by :class:`Database` in one transaction, so a manager can
+commit a resource change and its event together) or reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from roo_daemon.models import Session, Task
+from roo_daemon.store.database import Database, WriteFn
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def chain(*fns: WriteFn | None) -> WriteFn:
+    """One write function that runs several in order, in the same transaction."""
+    parts = [f for f in fns if f is not None]
+
+    def run(conn: sqlite3.Connection) -> Any:
+        result = None
+        for f in parts:
+            result = f(conn)
+        return result
+
+    return run
+
+
+class SessionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def insert(session: Session) -> WriteFn:
+        doc = _dumps(session.to_doc())
+        return lambda c: c.execute(
+            "INSERT INTO sessions (id, owner, doc) VALUES (?, ?, ?)", (session.id, session.owner, doc)
+        )
+
+    @staticmethod
+    def delete(session_id: str) -> WriteFn:
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+            c.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
+            c.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+        return run
+
+    async def load_all(self) -> list[Session]:
+        rows = await self.db.read(lambda c: c.execute("SELECT doc FROM sessions ORDER BY n").fetchall())
+        return [Session.from_doc(json.loads(r[0])) for r in rows]
+
+    async def page(self, owner: str | None, after_n: int, limit: int) -> tuple[list[Session], int | None]:
+        """Up to ``limit`` sessions after row ``after_n``; the second value is
+        the row number to continue after, or None on the last page."""
+
+        def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
+            if owner is None:
+                sql, args = "SELECT n, doc FROM sessions WHERE n > ? ORDER BY n LIMIT ?", (after_n, limit + 1)
+            else:
+                sql = "SELECT n, doc FROM sessions WHERE n > ? AND owner = ? ORDER BY n LIMIT ?"
+                args = (after_n, owner, limit + 1)
+            return c.execute(sql, args).fetchall()
+
+        rows = await self.db.read(run)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [Session.from_doc(json.loads(d)) for _, d in rows], (rows[-1][0] if more else None)
+
+
+class TaskStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def insert(task: Task, inputs: dict[str, Any]) -> WriteFn:
+        doc, inp = _dumps(task.to_doc()), _dumps(inputs)
+        return lambda c: c.execute(
+            "INSERT INTO tasks (id, session_id, status, doc, inputs) VALUES (?, ?, ?, ?, ?)",
+            (task.id, task.session_id, task.status, doc, inp),
+        )
+
+    @staticmethod
+    def update(task: Task) -> WriteFn:
+        # Serialise now, on the loop, so later mutations of ``task`` cannot
+        # race the writer thread.
+        doc = _dumps(task.to_doc())
+        return lambda c: c.execute("UPDATE tasks SET status = ?, doc = ? WHERE id = ?", (task.status, doc, task.id))
+
+    async def get(self, session_id: str, task_id: str) -> Task | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT doc FROM tasks WHERE id = ? AND session_id = ?", (task_id, session_id)
+            ).fetchone()
+        )
+        return Task.from_doc(json.loads(row[0])) if row else None
+
+    async def inputs(self, task_id: str) -> dict[str, Any]:
+        row = await self.db.read(lambda c: c.execute("SELECT inputs FROM tasks WHERE id = ?", (task_id,)).fetchone())
+        return json.loads(row[0]) if row and row[0] else {}
+
+    async def page(
+        self, session_id: str, status: str | None, after_n: int, limit: int
+    ) -> tuple[list[Task], int | None]:
+        def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
+            sql = "SELECT n, doc FROM tasks WHERE session_id = ? AND n > ?"
+            args: list[Any] = [session_id, after_n]
+            if status is not None:
+                sql += " AND status = ?"
+                args.append(status)
+            return c.execute(sql + " ORDER BY n LIMIT ?", (*args, limit + 1)).fetchall()
+
+        rows = await self.db.read(run)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [Task.from_doc(json.loads(d)) for _, d in rows], (rows[-1][0] if more else None)
+
+    async def with_status(self, statuses: tuple[str, ...]) -> list[Task]:
+        marks = ",".join("?" * len(statuses))
+        rows = await self.db.read(
+            lambda c: c.execute(f"SELECT doc FROM tasks WHERE status IN ({marks}) ORDER BY n", statuses).fetchall()
+        )
+        return [Task.from_doc(json.loads(r[0])) for r in rows]
+
+
+class EventStore:
+    """The append-only event log. ``frame`` is the event's serialised
+    envelope, stored once and replayed byte for byte."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def insert(rows: list[tuple[int, str, str | None, str | None, str | None, float, str]]) -> WriteFn:
+        return lambda c: c.executemany(
+            "INSERT INTO events (seq, event, session_id, task_id, owner, ts, frame) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+        )
+
+    async def last_seq(self) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            # sqlite_sequence remembers the highest seq ever used, even after
+            # the rows are deleted, so seq never goes back after a restart.
+            row = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            return row[0] if row else 0
+
+        return await self.db.read(run)
+
+    async def page(
+        self,
+        after: int,
+        limit: int,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        owner: str | None = None,
+    ) -> list[tuple[int, str]]:
+        """``(seq, frame)`` pairs with ``seq > after`` matching the filters, in order."""
+        sql = "SELECT seq, frame FROM events WHERE seq > ?"
+        args: list[Any] = [after]
+        for column, value in (("task_id", task_id), ("session_id", session_id), ("owner", owner)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return await self.db.read(lambda c: c.execute(sql, args).fetchall())
+
+    def prune(self, max_events: int, older_than: float) -> WriteFn:
+        """Drop events beyond retention; remember the highest seq dropped so
+        a replay from before it can be told there is a gap."""
+
+        def run(c: sqlite3.Connection) -> int:
+            last = c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            by_count = last - max_events
+            by_age = c.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE ts < ?", (older_than,)).fetchone()[0]
+            floor = max(by_count, by_age)
+            if floor <= 0:
+                return 0
+            cur = c.execute("DELETE FROM events WHERE seq <= ?", (floor,))
+            if cur.rowcount:
+                c.execute(
+                    "INSERT INTO meta (k, v) VALUES ('pruned_through', ?) "
+                    "ON CONFLICT (k) DO UPDATE SET v = MAX(CAST(v AS INTEGER), excluded.v)",
+                    (str(floor),),
+                )
+            return cur.rowcount
+
+        return run
+
+    async def pruned_through(self) -> int:
+        row = await self.db.read(lambda c: c.execute("SELECT v FROM meta WHERE k = 'pruned_through'").fetchone())
+        return int(row[0]) if row else 0
+
+
+class IdempotencyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, principal: str, scope: str, key: str) -> tuple[str, str] | None:
+        """``(body_hash, resource_id)`` of an earlier request with this key."""
+        return await self.db.read(
+            lambda c: c.execute(
+                "SELECT body_hash, resource_id FROM idempotency WHERE principal = ? AND scope = ? AND key = ?",
+                (principal, scope, key),
+            ).fetchone()
+        )
+
+    @staticmethod
+    def insert(principal: str, scope: str, key: str, body_hash: str, resource_id: str, now: float) -> WriteFn:
+        return lambda c: c.execute(
+            "INSERT INTO idempotency (principal, scope, key, body_hash, resource_id, created)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (principal, scope, key, body_hash, resource_id, now),
+        )
+
+    @staticmethod
+    def prune(older_than: float) -> WriteFn:
+        return lambda c: c.execute("DELETE FROM idempotency WHERE created < ?", (older_than,))
+

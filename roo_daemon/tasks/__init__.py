@@ -1,0 +1,1 @@
+"""Tasks: the REST resource, its manager, and the runner that executes them."""

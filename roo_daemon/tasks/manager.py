@@ -1,0 +1,131 @@
+"""Task logic behind the REST routes: create, read, list, cancel, answer,
+and the task's event page. Live tasks are read from the runner's memory,
+finished ones from the store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from roo_daemon.auth import Principal
+from roo_daemon.events import EventBus
+from roo_daemon.idempotency import IdempotencyGuard
+from roo_daemon.models import Task, new_id, now_iso
+from roo_daemon.pagination import decode_cursor, encode_cursor
+from roo_daemon.problems import Problem, not_found
+from roo_daemon.sessions.manager import SessionManager
+from roo_daemon.store import EventStore, TaskStore
+from roo_daemon.store.sqlite import chain
+from roo_daemon.tasks.runner import TaskRunner
+
+
+class TaskManager:
+    def __init__(
+        self,
+        sessions: SessionManager,
+        store: TaskStore,
+        events: EventStore,
+        bus: EventBus,
+        runner: TaskRunner,
+        idempotency: IdempotencyGuard,
+        default_limits: dict[str, Any],
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.events = events
+        self.bus = bus
+        self.runner = runner
+        self.idempotency = idempotency
+        self.default_limits = default_limits
+
+    async def create(
+        self, principal: Principal, session_id: str, body: dict[str, Any], key: str | None
+    ) -> tuple[Task, bool]:
+        session = self.sessions.visible(principal, session_id)
+        provider = body.get("provider", session.provider)
+        self.sessions.check_provider(provider)
+
+        async def create(record: Any) -> str:
+            limits = {**self.default_limits, **body.get("limits", {})}
+            images = body.get("images", [])
+            task = Task(
+                id=new_id("tsk"),
+                session_id=session.id,
+                prompt=body["prompt"],
+                mode=body.get("mode", session.mode),
+                provider=provider,
+                provider_kind=self.sessions.provider_kind(provider),
+                created_at=now_iso(),
+                image_count=len(images),
+                limits={"max_requests": limits.get("max_requests"), "max_cost_usd": limits.get("max_cost_usd")},
+            )
+            write = chain(TaskStore.insert(task, {"images": images}), record(task.id) if record else None)
+            await self.bus.append(
+                "task.created",
+                task.to_resource(),
+                session_id=session.id,
+                task_id=task.id,
+                owner=session.owner,
+                write=write,
+            )
+            self.runner.submit(task, session, images)
+            return task.id
+
+        task_id, replayed = await self.idempotency.create_once(
+            principal.name, f"createTask:{session.id}", key, body, create
+        )
+        return await self.get(principal, session_id, task_id), replayed
+
+    async def get(self, principal: Principal, session_id: str, task_id: str) -> Task:
+        self.sessions.visible(principal, session_id)
+        run = self.runner.live(task_id)
+        if run is not None and run.task.session_id == session_id:
+            return run.task
+        task = await self.store.get(session_id, task_id)
+        if task is None:
+            raise not_found("task", task_id)
+        return task
+
+    async def list(
+        self, principal: Principal, session_id: str, limit: int, cursor: str | None, status: str | None
+    ) -> tuple[list[Task], str | None]:
+        self.sessions.visible(principal, session_id)
+        items, last = await self.store.page(session_id, status, decode_cursor(cursor), limit)
+        # The store may be a moment behind a live task's in-memory state;
+        # answer with the freshest copy.
+        items = [self._fresh(t) for t in items]
+        return items, encode_cursor(last)
+
+    def _fresh(self, task: Task) -> Task:
+        run = self.runner.live(task.id)
+        return run.task if run is not None else task
+
+    async def cancel(self, principal: Principal, session_id: str, task_id: str) -> Task:
+        task = await self.get(principal, session_id, task_id)
+        run = self.runner.live(task_id)
+        if run is None or run.finishing:
+            raise Problem(
+                409, f"task {task_id} has already finished with status {task.status}", task_status=task.status
+            )
+        await self.runner.cancel(run)
+        return run.task
+
+    async def respond(
+        self, principal: Principal, session_id: str, task_id: str, ask_id: str, approve: bool, text: str | None
+    ) -> Task:
+        task = await self.get(principal, session_id, task_id)
+        run = self.runner.live(task_id)
+        if run is None:
+            raise Problem(409, f"task {task_id} has no pending ask (status {task.status})", task_status=task.status)
+        await run.answer(ask_id, approve, text)
+        return run.task
+
+    async def event_page(self, principal: Principal, session_id: str, task_id: str, after: int, limit: int) -> bytes:
+        """The page as JSON, built from the stored frames without re-encoding them."""
+        await self.get(principal, session_id, task_id)
+        rows = await self.events.page(after, limit + 1, task_id=task_id)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_after = rows[-1][0] if rows else after
+        frames = ",".join(frame for _, frame in rows)
+        return f'{{"items":[{frames}],"next_after":{next_after},"has_more":{json.dumps(more)}}}'.encode()

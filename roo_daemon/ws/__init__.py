@@ -1,0 +1,1 @@
+"""The WebSocket stream: subscribe to events (with replay), answer asks."""

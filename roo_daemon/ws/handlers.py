@@ -1,0 +1,271 @@
+"""``/ws``: JSON text frames, one connection per client.
+
+Client ops (schemas ``WsClientMessage`` in ``openapi.yaml``): ``auth``,
+``subscribe``, ``unsubscribe``, ``respond``, ``ping``; each is answered.
+Events are sent as the bus serialised them, the same bytes to everyone.
+
+Back-pressure: each connection counts frames handed to Tornado but not yet
+flushed to the socket. Past ``websocket.send_queue_max`` the client is
+closed with 1013 (try again later) and resumes with ``after``: a slow
+client never makes the daemon buffer without bound or slow anyone else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tornado.ioloop import IOLoop
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from roo_daemon.api.base import ProblemWriter
+from roo_daemon.auth import Principal
+from roo_daemon.events import Event
+from roo_daemon.problems import Problem
+
+if TYPE_CHECKING:
+    from roo_daemon.context import AppContext
+
+log = logging.getLogger("roo_daemon.ws")
+REPLAY_PAGE = 1000
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class FrameValidator:
+    """Checks client frames against the ``Ws*`` schemas of ``openapi.yaml``,
+    choosing the schema by ``op`` so the error names the real problem."""
+
+    OPS = {
+        "auth": "WsAuth",
+        "subscribe": "WsSubscribe",
+        "unsubscribe": "WsUnsubscribe",
+        "respond": "WsRespond",
+        "ping": "WsPing",
+    }
+
+    def __init__(self, spec: Any) -> None:
+        self.validators = {op: spec.schema_validator(name) for op, name in self.OPS.items()}
+
+    def error(self, frame: Any) -> str | None:
+        if not isinstance(frame, dict):
+            return "a frame must be a JSON object"
+        validator = self.validators.get(frame.get("op"))  # type: ignore[arg-type]
+        if validator is None:
+            return f"unknown op {frame.get('op')!r}; expected one of {', '.join(self.OPS)}"
+        for err in validator.iter_errors(frame):
+            where = "/".join(map(str, err.absolute_path))
+            return f"{where + ': ' if where else ''}{err.message}"
+        return None
+
+
+@dataclass
+class Subscription:
+    id: str
+    session_id: str | None
+    task_id: str | None
+    buffer: list[Event] | None = None  # live events held back while the replay runs
+
+    def matches(self, event: Event) -> bool:
+        return (self.session_id is None or event.session_id == self.session_id) and (
+            self.task_id is None or event.task_id == self.task_id
+        )
+
+
+class EventSocket(WebSocketHandler, ProblemWriter):
+    route = "/ws"
+
+    def initialize(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.principal: Principal | None = None
+        self.subs: dict[str, Subscription] = {}
+        self._unflushed = 0
+        self._closed = False
+        self._auth_timer: Any = None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise Problem(
+                426,
+                "this route speaks WebSocket only: send an Upgrade: websocket request",
+                headers={"Upgrade": "websocket"},
+            )
+        header = self.request.headers.get("Authorization")
+        if header is not None or self.ctx.auth.open:
+            self.principal = self.ctx.auth.from_header(header)
+            if self.principal is None:
+                raise Problem(
+                    401,
+                    "the API key in the Authorization header is not valid",
+                    headers={"WWW-Authenticate": 'Bearer realm="roo-daemon"'},
+                )
+        if self.ctx.shutting_down:
+            raise Problem(503, "the daemon is shutting down", slug="shutting-down")
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.ctx.websockets.add(self)
+        self.ctx.metrics.ws_connections.inc()
+        self.ctx.bus.subscribe(self)
+        if self.principal is None:
+            # Browsers cannot set headers on a WebSocket: they get a few
+            # seconds to send {"op": "auth", "token": ...} first.
+            timeout = self.ctx.config["websocket"]["auth_timeout_seconds"]
+            self._auth_timer = IOLoop.current().call_later(timeout, self._auth_expired)
+
+    def _auth_expired(self) -> None:
+        if self.principal is None:
+            self.close(1008, "authentication timed out")
+
+    def on_close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._auth_timer is not None:
+            IOLoop.current().remove_timeout(self._auth_timer)
+        self.ctx.websockets.discard(self)
+        self.ctx.metrics.ws_connections.dec()
+        self.ctx.bus.unsubscribe(self)
+
+    # -- incoming -------------------------------------------------------
+
+    async def on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            return self._error(None, "bad_frame", "binary frames are not supported; send JSON text frames")
+        try:
+            frame = json.loads(message)
+        except ValueError as e:
+            return self._error(None, "bad_json", f"the frame is not valid JSON: {e}")
+        op_id = frame.get("id") if isinstance(frame, dict) and isinstance(frame.get("id"), str) else None
+        error = self.ctx.ws_validator.error(frame)
+        if error:
+            return self._error(op_id, "bad_frame", error)
+        op = frame["op"]
+        if self.principal is None and op != "auth":
+            return self._error(op_id, "unauthenticated", 'send {"op": "auth", "token": ...} first')
+        try:
+            await getattr(self, f"_op_{op}")(frame)
+        except Problem as p:
+            self._error(op_id, p.slug, p.detail)
+
+    async def _op_auth(self, frame: dict[str, Any]) -> None:
+        principal = self.ctx.auth.from_token(frame["token"])
+        if principal is None:
+            self._error(None, "unauthorized", "the token is not a valid API key")
+            self.close(1008, "authentication failed")
+            return
+        self.principal = principal
+        self._reply("authenticated", None)
+
+    async def _op_ping(self, frame: dict[str, Any]) -> None:
+        self._reply("pong", frame.get("id"))
+
+    async def _op_unsubscribe(self, frame: dict[str, Any]) -> None:
+        if self.subs.pop(frame["id"], None) is None:
+            raise Problem(404, f"no subscription with id {frame['id']}", slug="not-found")
+        self._reply("unsubscribed", frame["id"])
+
+    async def _op_subscribe(self, frame: dict[str, Any]) -> None:
+        assert self.principal is not None
+        sub_id = frame["id"]
+        if sub_id in self.subs:
+            raise Problem(409, f"subscription id {sub_id} is already in use", slug="conflict")
+        limit = self.ctx.config["websocket"]["max_subscriptions"]
+        if len(self.subs) >= limit:
+            raise Problem(429, f"at most {limit} subscriptions per connection", slug="too-many-requests")
+        if frame.get("session_id") is not None:
+            self.ctx.sessions.visible(self.principal, frame["session_id"])
+        sub = Subscription(sub_id, frame.get("session_id"), frame.get("task_id"))
+        after = frame.get("after")
+        if after is not None:
+            sub.buffer = []
+        self.subs[sub_id] = sub
+        self._reply("subscribed", sub_id, {"after": after} if after is not None else {})
+        if after is not None:
+            await self._replay(sub, after)
+
+    async def _replay(self, sub: Subscription, after: int) -> None:
+        """Stored events after ``after``, then the live ones held back
+        meanwhile: each exactly once, in seq order."""
+        assert self.principal is not None and sub.buffer is not None
+        if after < self.ctx.bus.pruned_through:
+            self._send(
+                _dumps(
+                    {
+                        "event": "gap",
+                        "id": sub.id,
+                        "data": {"after": after, "first_seq": self.ctx.bus.pruned_through + 1},
+                    }
+                )
+            )
+        owner = None if self.principal.is_admin else self.principal.name
+        last = after
+        while not self._closed:
+            rows = await self.ctx.events.page(last, REPLAY_PAGE, sub.session_id, sub.task_id, owner)
+            for seq, frame in rows:
+                self._send(frame)
+                last = seq
+            if len(rows) < REPLAY_PAGE:
+                break
+        held, sub.buffer = sub.buffer, None
+        for event in held:
+            if event.seq > last:
+                self._send(event.frame)
+
+    async def _op_respond(self, frame: dict[str, Any]) -> None:
+        assert self.principal is not None
+        await self.ctx.tasks.respond(
+            self.principal, frame["session_id"], frame["task_id"], frame["ask_id"], frame["approve"], frame.get("text")
+        )
+        self._reply("responded", frame.get("id"), {"task_id": frame["task_id"], "ask_id": frame["ask_id"]})
+
+    # -- outgoing -------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Called by the bus for every committed event."""
+        principal = self.principal
+        if principal is None or self._closed or not self.subs:
+            return
+        if not (principal.is_admin or event.owner == principal.name):
+            return
+        sent = False
+        for sub in self.subs.values():
+            if sub.matches(event):
+                if sub.buffer is not None:
+                    sub.buffer.append(event)
+                elif not sent:
+                    self._send(event.frame)
+                    sent = True
+
+    def _send(self, frame: str) -> None:
+        if self._closed:
+            return
+        if self._unflushed >= self.ctx.config["websocket"]["send_queue_max"]:
+            self.ctx.metrics.ws_dropped.inc()
+            log.info("closing a WebSocket client that cannot keep up (%d frames unsent)", self._unflushed)
+            self._closed_for_lag()
+            return
+        try:
+            fut = self.write_message(frame)
+        except WebSocketClosedError:
+            return
+        self._unflushed += 1
+        self.ctx.metrics.ws_sent.inc()
+        fut.add_done_callback(self._flushed)
+
+    def _flushed(self, fut: Any) -> None:
+        self._unflushed -= 1
+        if not fut.cancelled():
+            fut.exception()  # a closed stream is expected here; mark it seen
+
+    def _closed_for_lag(self) -> None:
+        self.subs.clear()
+        self.close(1013, "client too slow: reconnect and resume with after")
+        self.on_close()
+
+    def _reply(self, event: str, op_id: str | None, data: dict[str, Any] | None = None) -> None:
+        self._send(_dumps({"event": event, "id": op_id, "data": data or {}}))
+
+    def _error(self, op_id: str | None, code: str, detail: str) -> None:
+        self._send(_dumps({"event": "error", "id": op_id, "data": {"code": code, "detail": detail}}))

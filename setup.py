@@ -1,0 +1,35 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="roo-daemon",
+    version="0.1.0",
+    description="The Roo-Code AI coding agent engine as a long-running Tornado service",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["roo_daemon", "roo_daemon.*"]),
+    package_data={
+        "roo_daemon": ["openapi.yaml", "config_schema.yaml"],
+        "roo_daemon.engine.providers": ["demo_script.yaml"],
+    },
+    install_requires=[
+        "tornado>=6.4,<7",
+        "jsonschema>=4.21,<5",
+        "referencing>=0.31",
+        "pyyaml>=6",
+        "prometheus-client>=0.20,<1",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-tornado==0.8.1",
+            # pytest-tornado 0.8.1 imports pkg_resources, which setuptools 81 removed.
+            "setuptools<81",
+            "tornado-openapi3>=1.2",
+            "openapi-spec-validator>=0.7",
+            "ruff>=0.6",
+        ],
+        "load": ["locust>=2.20"],
+    },
+    entry_points={"console_scripts": ["roo-daemon=roo_daemon.cli:main"]},
+)
