@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration and exit")
     check.add_argument("--config", help="YAML configuration file")
     sub.add_parser("openapi", help="print the OpenAPI contract (YAML)")
+    watch = sub.add_parser("watch", help="print the event stream as JSON lines")
+    watch.add_argument("--url", default="ws://127.0.0.1:3000/ws", help="the daemon's WebSocket URL")
+    watch.add_argument("--session", help="only this session's events")
+    watch.add_argument("--task", help="only this task's events")
+    watch.add_argument("--after", type=int, help="replay stored events with seq > AFTER first")
+    watch.add_argument("--until", help="exit after an event of this name (comma-separated names)")
+    watch.add_argument("--token", help="API key (default: $ROO_DAEMON_TOKEN)")
     return p
 
 
@@ -50,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(load_spec_text())
         return 0
+    if args.command == "watch":
+        from roo_daemon.watch import run
+
+        return run(args)
     try:
         cfg = _config(args)
     except ConfigError as e:

@@ -49,17 +49,28 @@ def load_config(
     """Build the effective configuration. ``overrides`` maps dotted keys
     (``server.port``) to values from the command line."""
     raw: dict = {}
+    env = os.environ if env is None else env
+    path = path or env.get(ENV_PREFIX + "CONFIG") or None
     if path:
         raw = _read_yaml(path)
-    env = os.environ if env is None else env
-    for dotted, value in _env_overrides(env):
+    from_env: dict[str, str] = {}
+    for dotted, value, name in _env_overrides(env):
         _set_dotted(raw, dotted, value)
+        from_env[dotted] = name
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, dotted, value)
+    _check_keys(raw, "")
     cfg = _fill_defaults(SCHEMA, copy.deepcopy(raw))
-    _validate(cfg)
+    try:
+        _validate(cfg)
+    except ConfigError as e:
+        if e.key in from_env:  # point at the variable, not at a file that does not say it
+            raise ConfigError(f"{e.key} (from {from_env[e.key]})", e.problem) from None
+        raise
     cfg["_config_dir"] = str(Path(path).resolve().parent) if path else os.getcwd()
+    cfg["_config_path"] = path
+    cfg["_overrides"] = dict(overrides or {})
     _check_semantics(cfg)
     return cfg
 
@@ -67,11 +78,15 @@ def load_config(
 def _read_yaml(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_StrictLoader)
     except FileNotFoundError:
         raise ConfigError("", f"config file {path} does not exist") from None
     except OSError as e:
         raise ConfigError("", f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"config file {path} is not valid UTF-8") from None
+    except ConfigError:
+        raise
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -83,7 +98,35 @@ def _read_yaml(path: str) -> dict:
     return data
 
 
-def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, Any]]:
+def _check_keys(value: Any, where: str) -> None:
+    """YAML reads ``2001:`` or ``true:`` as non-string keys; no option has one."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = f"{where}.{k}" if where else str(k)
+            if not isinstance(k, str):
+                raise ConfigError(key, "keys must be strings (quote this one)")
+            _check_keys(v, key)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_keys(v, f"{where}.{i}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (YAML
+    would silently keep the last, hiding a typo or a bad merge)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(str(key), f"given twice in one mapping (second at line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, Any, str]]:
     """``ROO_DAEMON_ENGINE_MAX_CONCURRENT_TASKS=8`` → ``("engine.max_concurrent_tasks", 8)``.
     The section is the first word; the value is parsed as YAML so numbers and
     booleans keep their type. Unknown sections or keys are errors, like in the file."""
@@ -98,11 +141,14 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, Any]]:
             raise ConfigError(name, "not a known configuration section (providers cannot be set from the environment)")
         if key not in sections[section].get("properties", {}):
             raise ConfigError(name, f"{section} has no key {key!r}")
-        try:
-            parsed = yaml.safe_load(value) if value != "" else ""
-        except yaml.YAMLError:
-            parsed = value
-        out.append((f"{section}.{key}", parsed))
+        if sections[section]["properties"][key].get("type") == "string":
+            parsed: Any = value  # ROO_DAEMON_SERVER_HOST=1 is a host name, not a number
+        else:
+            try:
+                parsed = yaml.safe_load(value) if value != "" else ""
+            except yaml.YAMLError:
+                parsed = value
+        out.append((f"{section}.{key}", parsed, name))
     return out
 
 
@@ -114,13 +160,17 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
     target[key] = value
 
 
-def _fill_defaults(schema: dict, value: Any) -> Any:
-    if value is None and "default" in schema:
+def _fill_defaults(schema: dict, value: Any, missing: bool = False) -> Any:
+    # An explicit null stays null where the schema allows it
+    # (``max_requests: null`` means no limit); elsewhere it means the default.
+    types = schema.get("type")
+    nullable = "null" in types if isinstance(types, list) else types == "null"
+    if value is None and "default" in schema and (missing or not nullable):
         value = copy.deepcopy(schema["default"])
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value or "default" in sub:
-                value[key] = _fill_defaults(sub, value.get(key))
+                value[key] = _fill_defaults(sub, value.get(key), key not in value)
     return value
 
 

@@ -7,9 +7,10 @@ representation to keep in step with the spec.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,9 +57,17 @@ class Session:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_resource(self) -> dict[str, Any]:
-        doc = asdict(self)
-        del doc["owner"]
-        return doc
+        # A shallow dict, not dataclasses.asdict (a deep copy, and the single
+        # biggest cost of a GET): callers serialise it at once.
+        return {name: getattr(self, name) for name in _SESSION_FIELDS}
+
+    @property
+    def resource_json(self) -> bytes:
+        """The serialised resource, cached: a session never changes after creation."""
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            cached = self.__dict__["_json"] = json.dumps(self.to_resource(), separators=(",", ":")).encode()
+        return cached
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,10 +108,15 @@ class Task:
         return self.status in LIVE_STATUSES
 
     def to_resource(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _TASK_FIELDS}
 
-    to_doc = to_resource
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Task:
         return cls(**doc)
+
+
+_SESSION_FIELDS = tuple(f.name for f in fields(Session) if f.name != "owner")
+_TASK_FIELDS = tuple(f.name for f in fields(Task))

@@ -20,8 +20,11 @@ from tornado.netutil import bind_sockets
 
 from roo_daemon import __version__
 from roo_daemon.app import make_app
-from roo_daemon.config import Config
+from roo_daemon.auth import Authenticator
+from roo_daemon.config import Config, ConfigError, load_config
 from roo_daemon.context import AppContext, open_context
+from roo_daemon.logs import set_level
+from roo_daemon.sdnotify import Notifier
 from roo_daemon.store import IdempotencyStore
 
 log = logging.getLogger("roo_daemon.server")
@@ -38,6 +41,8 @@ class Daemon:
         self._stopping: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self._pruner: PeriodicCallback | None = None
+        self._watchdog: PeriodicCallback | None = None
+        self.notifier = Notifier()
 
     async def start(self) -> None:
         started = time.monotonic()
@@ -57,9 +62,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         ev = self.cfg["events"]
         self._pruner = PeriodicCallback(self._prune, ev["prune_interval_seconds"] * 1000)
         self._pruner.start()
+        if self.notifier.watchdog_interval:
+            # Sent from the loop itself: a stuck loop stops the pings and
+            # systemd restarts the daemon.
+            self._watchdog = PeriodicCallback(self.notifier.watchdog, self.notifier.watchdog_interval * 1000)
+            self._watchdog.start()
+        self.notifier.ready(f"listening on {server_cfg['host']}:{self.port}")
         for name, provider in ctx.sessions.providers.items():
             if provider.kind == "scripted":
                 log.info("provider %r is scripted: an offline, deterministic script, not a real model", name)
@@ -83,6 +95,22 @@ class Daemon:
         except Exception:
             log.exception("pruning failed")
 
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file and apply what can change live
+        (API keys, log level). Connections stay open; a bad file changes nothing."""
+        assert self.ctx is not None
+        try:
+            # A small file read on the loop, once per SIGHUP: not worth a thread.
+            fresh = load_config(self.cfg["_config_path"], overrides=self.cfg["_overrides"])
+        except ConfigError as e:
+            log.error("reload failed, keeping the running configuration: %s", e)
+            return
+        self.ctx.auth = Authenticator(fresh["auth"]["keys"])
+        self.cfg["auth"] = fresh["auth"]
+        self.cfg["log"] = fresh["log"]
+        set_level(fresh["log"]["level"])
+        log.info("configuration reloaded", extra={"keys": len(fresh["auth"]["keys"]), "level": fresh["log"]["level"]})
+
     def request_stop(self, sig: int | None = None) -> None:
         if self._stopping is None:
             log.info("received %s: shutting down", signal.Signals(sig).name if sig else "stop request")
@@ -92,8 +120,10 @@ class Daemon:
         ctx = self.ctx
         assert ctx is not None and self.http is not None
         ctx.shutting_down = True
-        if self._pruner:
-            self._pruner.stop()
+        self.notifier.stopping()
+        for timer in (self._pruner, self._watchdog):
+            if timer:
+                timer.stop()
         self.http.stop()  # closes the listening sockets: no new connections
         deadline = time.monotonic() + self.cfg["server"]["shutdown_grace_seconds"]
         while ctx.inflight and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ and the JSON body, and reports failures as ``{pointer, message}`` lists.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -67,6 +68,14 @@ class Parameter:
     schema: dict
     validator: jsonschema.protocols.Validator
 
+    def __post_init__(self) -> None:
+        # Parameter values repeat (ids, limits): remember recent verdicts so a
+        # hot GET pays for a jsonschema run once per distinct value.
+        self.errors_for = functools.lru_cache(maxsize=4096)(self._errors_for)
+
+    def _errors_for(self, value: Any, pointer: str) -> list[dict[str, str]]:
+        return _errors(self.validator, value, pointer)
+
     def coerce(self, raw: str) -> Any:
         """Query and path values arrive as strings; give numbers their type so
         the schema checks the value, not the spelling."""
@@ -122,7 +131,7 @@ class Operation:
                     out[p.name] = p.schema["default"]
                 continue
             value = p.coerce(raw)
-            errors.extend(_errors(p.validator, value, f"{prefix}/{p.name}"))
+            errors.extend(p.errors_for(value, f"{prefix}/{p.name}"))
             out[p.name] = value
         return out, errors
 

@@ -74,6 +74,7 @@ class ProblemWriter(RequestHandler):
         if status_code == 405:
             allow = ", ".join(self.SUPPORTED_METHODS)
             problem.headers.setdefault("Allow", allow)
+            problem.extra["allow"] = list(self.SUPPORTED_METHODS)
             problem.detail = f"{self.request.method} is not allowed here; allowed: {allow}"
         for name, value in problem.headers.items():
             self.set_header(name, value)
@@ -166,7 +167,9 @@ class ApiHandler(ProblemWriter):
             raise Problem(413, f"the request body is {length} bytes; the limit is {limit}")
         has_body = (length not in (None, "0")) or "Transfer-Encoding" in self.request.headers
         ctype = self.request.headers.get("Content-Type")
-        if (has_body or ctype) and not (ctype and _JSON_TYPE.match(ctype)):
+        # An empty body has no media type to refuse: clients (curl -d '',
+        # Tornado's own) label even an empty POST form-urlencoded.
+        if has_body and not (ctype and _JSON_TYPE.match(ctype)):
             raise Problem(415, f"the request body must be application/json, not {ctype or 'unspecified'}")
 
     def data_received(self, chunk: bytes) -> None:

@@ -28,7 +28,7 @@ class SessionHandler(ApiHandler):
     operations = {"GET": "getSession", "DELETE": "deleteSession"}
 
     def get(self, session_id: str) -> None:
-        self.send_json(self.ctx.sessions.visible(self.principal, session_id).to_resource())
+        self.send_json(self.ctx.sessions.visible(self.principal, session_id).resource_json)
 
     async def delete(self, session_id: str) -> None:
         await self.ctx.sessions.delete(self.principal, session_id)

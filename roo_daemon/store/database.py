@@ -126,12 +126,13 @@ class Database:
                     results = [(False, e)] * len(batch)
                 if self.on_commit:
                     self.on_commit(len(batch), time.perf_counter() - started)
-                for (_, fut, after), (ok, value) in zip(batch, results, strict=True):
+                for (_, _, after), (ok, _) in zip(batch, results, strict=True):
                     if ok and after is not None:
                         try:
                             after()
                         except Exception:
                             log.exception("post-commit callback failed")
+                for (_, fut, _), (ok, value) in zip(batch, results, strict=True):
                     if fut.done():
                         continue
                     if ok:

@@ -52,16 +52,20 @@ class SessionStore:
         return [Session.from_doc(json.loads(r[0])) for r in rows]
 
     async def page(self, owner: str | None, after_n: int, limit: int) -> tuple[list[Session], int | None]:
-        """Up to ``limit`` sessions after row ``after_n``; the second value is
-        the row number to continue after, or None on the last page."""
+        """Up to ``limit`` sessions, newest first (as the spec says), older
+        than row ``after_n`` when it is set; the second value is the row
+        number to continue after, or None on the last page."""
 
         def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
-            if owner is None:
-                sql, args = "SELECT n, doc FROM sessions WHERE n > ? ORDER BY n LIMIT ?", (after_n, limit + 1)
-            else:
-                sql = "SELECT n, doc FROM sessions WHERE n > ? AND owner = ? ORDER BY n LIMIT ?"
-                args = (after_n, owner, limit + 1)
-            return c.execute(sql, args).fetchall()
+            sql = "SELECT n, doc FROM sessions WHERE 1"
+            args: list[Any] = []
+            if after_n:
+                sql += " AND n < ?"
+                args.append(after_n)
+            if owner is not None:
+                sql += " AND owner = ?"
+                args.append(owner)
+            return c.execute(sql + " ORDER BY n DESC LIMIT ?", (*args, limit + 1)).fetchall()
 
         rows = await self.db.read(run)
         more = len(rows) > limit
@@ -103,13 +107,17 @@ class TaskStore:
     async def page(
         self, session_id: str, status: str | None, after_n: int, limit: int
     ) -> tuple[list[Task], int | None]:
+        # Newest first, as the spec says: a cursor continues with older rows.
         def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
-            sql = "SELECT n, doc FROM tasks WHERE session_id = ? AND n > ?"
-            args: list[Any] = [session_id, after_n]
+            sql = "SELECT n, doc FROM tasks WHERE session_id = ?"
+            args: list[Any] = [session_id]
+            if after_n:
+                sql += " AND n < ?"
+                args.append(after_n)
             if status is not None:
                 sql += " AND status = ?"
                 args.append(status)
-            return c.execute(sql + " ORDER BY n LIMIT ?", (*args, limit + 1)).fetchall()
+            return c.execute(sql + " ORDER BY n DESC LIMIT ?", (*args, limit + 1)).fetchall()
 
         rows = await self.db.read(run)
         more = len(rows) > limit
@@ -180,7 +188,7 @@ class EventStore:
             if cur.rowcount:
                 c.execute(
                     "INSERT INTO meta (k, v) VALUES ('pruned_through', ?) "
-                    "ON CONFLICT (k) DO UPDATE SET v = MAX(CAST(v AS INTEGER), excluded.v)",
+                    "ON CONFLICT (k) DO UPDATE SET v = MAX(CAST(v AS INTEGER), CAST(excluded.v AS INTEGER))",
                     (str(floor),),
                 )
             return cur.rowcount
@@ -216,4 +224,3 @@ class IdempotencyStore:
     @staticmethod
     def prune(older_than: float) -> WriteFn:
         return lambda c: c.execute("DELETE FROM idempotency WHERE created < ?", (older_than,))
-

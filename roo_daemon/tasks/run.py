@@ -69,7 +69,9 @@ class TaskRun:
     def _ids(self) -> dict[str, Any]:
         return {"session_id": self.task.session_id, "task_id": self.task.id, "owner": self.session.owner}
 
-    async def transition(self, status: str, **changes: Any) -> None:
+    async def transition(self, status: str, *, also: tuple[str, dict[str, Any]] | None = None, **changes: Any) -> None:
+        """Change status, persisting the task with its ``task.status`` event
+        (and ``also``, a second event) in one transaction."""
         old = self.task.status
         self.task.status = status
         for key, value in changes.items():
@@ -78,21 +80,27 @@ class TaskRun:
         if status == "waiting":
             data["pending_ask"] = self.task.pending_ask
         self.runner.status_changed(old, status)
-        await self.runner.bus.append("task.status", data, write=TaskStore.update(self.task), **self._ids())
+        bus = self.runner.bus
+        # Both publishes are queued before the store's next flush, so they
+        # commit together: whoever sees the final status can read its event.
+        pending = [bus.publish("task.status", data, write=TaskStore.update(self.task), **self._ids())]
+        if also is not None:
+            pending.append(bus.publish(also[0], also[1], **self._ids()))
+        for fut in pending:
+            await fut
 
     async def finish(self, status: str, *, result: str | None = None, error: dict[str, str] | None = None) -> None:
-        """Move to a final status and say so twice: ``task.status`` and the
-        specific ``task.completed`` / ``task.failed`` / ``task.cancelled``."""
+        """Move to a final status and say so twice, atomically: ``task.status``
+        and the specific ``task.completed`` / ``task.failed`` / ``task.cancelled``."""
         assert status in FINAL_STATUSES
         self.finishing = True
-        await self.transition(status, result=result, error=error, pending_ask=None, finished_at=now_iso())
         detail: dict[str, Any] = {"status": status}
         if result is not None:
             detail["result"] = result
         if error is not None:
             detail["error"] = error
-        if status != "interrupted":
-            await self.emit(f"task.{status}", detail)
+        also = (f"task.{status}", detail) if status != "interrupted" else None
+        await self.transition(status, also=also, result=result, error=error, pending_ask=None, finished_at=now_iso())
         if self.started:
             self.runner.metrics.task_duration.observe(time.monotonic() - self.started)
 

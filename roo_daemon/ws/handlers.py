@@ -4,14 +4,17 @@ Client ops (schemas ``WsClientMessage`` in ``openapi.yaml``): ``auth``,
 ``subscribe``, ``unsubscribe``, ``respond``, ``ping``; each is answered.
 Events are sent as the bus serialised them, the same bytes to everyone.
 
-Back-pressure: each connection counts frames handed to Tornado but not yet
-flushed to the socket. Past ``websocket.send_queue_max`` the client is
-closed with 1013 (try again later) and resumes with ``after``: a slow
+Back-pressure: each connection counts frames the socket could not take at
+once, still waiting in Tornado's buffer for the client to read (a burst the
+socket absorbs is no backlog). Past ``websocket.send_queue_max`` the client
+is closed with 1013 (try again later) and resumes with ``after``: a slow
 client never makes the daemon buffer without bound or slow anyone else.
+Replays hand over frames only as fast as the client reads them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roo_daemon.ws")
 REPLAY_PAGE = 1000
+HELD_PER_QUEUE_SLOT = 16  # live events held during a replay, per send_queue_max slot
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -66,10 +70,15 @@ class Subscription:
     session_id: str | None
     task_id: str | None
     buffer: list[Event] | None = None  # live events held back while the replay runs
+    # The last seq the replay sent. The store commits an event before the bus
+    # fans it out, so a replay may read an event whose live copy comes later.
+    replayed_through: int = 0
 
     def matches(self, event: Event) -> bool:
-        return (self.session_id is None or event.session_id == self.session_id) and (
-            self.task_id is None or event.task_id == self.task_id
+        return (
+            event.seq > self.replayed_through
+            and (self.session_id is None or event.session_id == self.session_id)
+            and (self.task_id is None or event.task_id == self.task_id)
         )
 
 
@@ -81,6 +90,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self.principal: Principal | None = None
         self.subs: dict[str, Subscription] = {}
         self._unflushed = 0
+        self._room: asyncio.Event | None = None  # set when a replay may send again
         self._closed = False
         self._auth_timer: Any = None
 
@@ -127,20 +137,22 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self.ctx.websockets.discard(self)
         self.ctx.metrics.ws_connections.dec()
         self.ctx.bus.unsubscribe(self)
+        if self._room is not None:
+            self._room.set()  # a replay waiting for room stops now
 
     # -- incoming -------------------------------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
-            return self._error(None, "bad_frame", "binary frames are not supported; send JSON text frames")
+            return self._error(None, "bad-frame", "binary frames are not supported; send JSON text frames")
         try:
             frame = json.loads(message)
         except ValueError as e:
-            return self._error(None, "bad_json", f"the frame is not valid JSON: {e}")
+            return self._error(None, "bad-json", f"the frame is not valid JSON: {e}")
         op_id = frame.get("id") if isinstance(frame, dict) and isinstance(frame.get("id"), str) else None
         error = self.ctx.ws_validator.error(frame)
         if error:
-            return self._error(op_id, "bad_frame", error)
+            return self._error(op_id, "bad-frame", error)
         op = frame["op"]
         if self.principal is None and op != "auth":
             return self._error(op_id, "unauthenticated", 'send {"op": "auth", "token": ...} first')
@@ -201,17 +213,37 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             )
         owner = None if self.principal.is_admin else self.principal.name
         last = after
-        while not self._closed:
+        while self._replaying(sub):
             rows = await self.ctx.events.page(last, REPLAY_PAGE, sub.session_id, sub.task_id, owner)
             for seq, frame in rows:
+                await self._make_room()
                 self._send(frame)
                 last = seq
             if len(rows) < REPLAY_PAGE:
                 break
-        held, sub.buffer = sub.buffer, None
-        for event in held:
-            if event.seq > last:
-                self._send(event.frame)
+        # Live events held back meanwhile; more may arrive while we wait for
+        # room, so keep buffering until a pass finds none, then go live.
+        while self._replaying(sub):
+            held, sub.buffer = sub.buffer, []
+            if not held:
+                break
+            for event in held:
+                if event.seq > last:
+                    await self._make_room()
+                    self._send(event.frame)
+                    last = event.seq
+        sub.replayed_through = last
+        sub.buffer = None
+
+    def _replaying(self, sub: Subscription) -> bool:
+        return not self._closed and self.subs.get(sub.id) is sub
+
+    async def _make_room(self) -> None:
+        """Wait until the client has read enough of what it was handed."""
+        low_water = max(1, self.ctx.config["websocket"]["send_queue_max"] // 2)
+        while self._unflushed >= low_water and not self._closed:
+            self._room = asyncio.Event()
+            await self._room.wait()
 
     async def _op_respond(self, frame: dict[str, Any]) -> None:
         assert self.principal is not None
@@ -230,10 +262,16 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         if not (principal.is_admin or event.owner == principal.name):
             return
         sent = False
-        for sub in self.subs.values():
+        for sub in list(self.subs.values()):  # a drop for lag clears self.subs
             if sub.matches(event):
                 if sub.buffer is not None:
                     sub.buffer.append(event)
+                    if len(sub.buffer) > HELD_PER_QUEUE_SLOT * self.ctx.config["websocket"]["send_queue_max"]:
+                        # The replay cannot catch up with the live stream:
+                        # holding more would be memory without bound.
+                        self.ctx.metrics.ws_dropped.inc()
+                        self._closed_for_lag()
+                        return
                 elif not sent:
                     self._send(event.frame)
                     sent = True
@@ -250,14 +288,20 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             fut = self.write_message(frame)
         except WebSocketClosedError:
             return
-        self._unflushed += 1
         self.ctx.metrics.ws_sent.inc()
-        fut.add_done_callback(self._flushed)
+        conn = self.ws_connection
+        if conn is not None and conn.stream is not None and conn.stream.writing():
+            # The socket did not take all of it: it waits for the client to read.
+            self._unflushed += 1
+            fut.add_done_callback(self._flushed)
+        else:
+            fut.add_done_callback(_seen)
 
     def _flushed(self, fut: Any) -> None:
         self._unflushed -= 1
-        if not fut.cancelled():
-            fut.exception()  # a closed stream is expected here; mark it seen
+        if self._room is not None and self._unflushed < max(1, self.ctx.config["websocket"]["send_queue_max"] // 2):
+            self._room.set()
+        _seen(fut)
 
     def _closed_for_lag(self) -> None:
         self.subs.clear()
@@ -269,3 +313,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
 
     def _error(self, op_id: str | None, code: str, detail: str) -> None:
         self._send(_dumps({"event": "error", "id": op_id, "data": {"code": code, "detail": detail}}))
+
+
+def _seen(fut: Any) -> None:
+    if not fut.cancelled():
+        fut.exception()  # a closed stream is expected here; mark it seen

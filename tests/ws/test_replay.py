@@ -1,0 +1,191 @@
+"""Replay with ``after``: the replay/live seam while events are being
+produced, resuming after a reconnect, and the ``gap`` frame after pruning."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_config
+from tests.ws.helpers import final, is_event, ping, stored_events, subscribe
+
+# A "model" that streams one character per delta, then waits until cancelled:
+# a long run of small events to subscribe into the middle of.
+CHATTY_TEXT = (string.ascii_letters + string.digits) * 48 + "!"  # 2,977 deltas, "!" is the last
+
+
+def past(seq: int):
+    """A frame beyond ``seq``, or the stream's last delta (whichever comes first)."""
+    return lambda f: is_event(f) and (f["seq"] > seq or (f["event"] == "message.delta" and f["data"]["text"] == "!"))
+
+
+@pytest.fixture
+def config(tmp_path) -> dict[str, Any]:
+    # The scripted model streams far faster than a test reads, and some
+    # clients here pause on purpose: no client may be dropped for lag.
+    cfg = make_config(tmp_path, websocket={"send_queue_max": 10**6})
+    cfg["providers"]["chatty"] = {"kind": "scripted", "chunk_chars": 1, "turns": [{"text": CHATTY_TEXT, "hang": True}]}
+    return cfg
+
+
+def deltas(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in frames if is_event(f) and f["event"] == "message.delta"]
+
+
+async def cancel(api, session_id: str, task_id: str) -> None:
+    r = await api.delete(f"/api/v1/sessions/{session_id}/tasks/{task_id}")
+    assert r.status == 202, r.body
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_subscribing_mid_stream_has_no_gap_and_no_duplicate(api, ctx, ws_connect):
+    """A client joining with ``after=N`` while deltas stream gets exactly the
+    stored events after N: the replay hands over to live events seamlessly."""
+    session = await api.session(provider="chatty")
+    task = await api.task(session["id"], "talk")
+    first = await ws_connect()
+    await subscribe(first, "from-start", task_id=task["id"], after=0)
+    early = await first.recv_until(lambda f: len(deltas([f])) == 1 and f["data"]["text"] == "J")  # 36th delta
+    n = early[-1]["seq"]
+
+    second = await ws_connect()
+    await subscribe(second, "mid", task_id=task["id"], after=n)
+    s = ctx.bus.last_seq  # events up to here existed when the subscription began
+    assert s > n, "the stream should still be going"
+    # Read well past the subscription point: these were delivered live.
+    joined = await second.recv_until(past(s + 300))
+    await cancel(api, session["id"], task["id"])
+    joined += await second.recv_until(final(task["id"], "task.cancelled"))
+    whole = early + await first.recv_until(final(task["id"], "task.cancelled"))
+
+    stored_after_n = await stored_events(api, session["id"], task["id"], after=n)
+    assert [f["seq"] for f in joined] == [e["seq"] for e in stored_after_n]
+    assert joined == stored_after_n  # byte-for-byte the same events
+    assert whole == await stored_events(api, session["id"], task["id"])
+    # The streamed text arrived in order, one character per delta.
+    text = "".join(f["data"]["text"] for f in deltas(whole))
+    assert CHATTY_TEXT.startswith(text) and len(text) > 336
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_reconnect_and_resume_after_the_last_seq(api, ws_connect):
+    """Close mid-stream, reconnect with ``after=<last seq seen>``: together the
+    two connections saw every stored event exactly once."""
+    session = await api.session(provider="chatty")
+    task = await api.task(session["id"], "talk")
+    ws = await ws_connect()
+    await subscribe(ws, "t", task_id=task["id"], after=0)
+    before = await ws.recv_until(lambda f: len(deltas([f])) == 1 and f["data"]["text"] == "z")
+    last = before[-1]["seq"]
+    ws.close()
+
+    # Events keep coming while nobody listens on that connection.
+    watcher = await ws_connect()
+    await subscribe(watcher, "w", task_id=task["id"])
+    await watcher.recv_until(past(last + 200))
+
+    again = await ws_connect()
+    await subscribe(again, "t", task_id=task["id"], after=last)
+    after = await again.recv_until(past(last + 400))
+    assert after[0]["seq"] > last
+    await cancel(api, session["id"], task["id"])
+    after += await again.recv_until(final(task["id"], "task.cancelled"))
+
+    seen = [f["seq"] for f in before + after]
+    stored = [e["seq"] for e in await stored_events(api, session["id"], task["id"])]
+    assert seen == stored
+    assert len(set(seen)) == len(seen)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_gap_frame_when_after_is_older_than_retention(api, ctx, ws_connect):
+    """After pruning, ``after: 0`` gets ``gap`` (with the first retained seq)
+    first, then the retained events; an ``after`` inside retention gets no gap."""
+    session = await api.session(provider="instant")
+    task = await api.task(session["id"])
+    watcher = await ws_connect()
+    await subscribe(watcher, "w", task_id=task["id"], after=0)
+    await watcher.recv_until(final(task["id"]))
+    last = ctx.bus.last_seq
+    assert last > 6
+
+    dropped = await ctx.bus.prune(max_events=3, max_age_seconds=10**9)
+    assert dropped == last - 3
+    assert ctx.bus.pruned_through == last - 3
+
+    ws = await ws_connect()
+    await subscribe(ws, "old", after=0)
+    gap = await ws.recv()
+    assert gap == {"event": "gap", "id": "old", "data": {"after": 0, "first_seq": last - 2}}
+    replayed = [await ws.recv() for _ in range(3)]
+    assert [f["seq"] for f in replayed] == [last - 2, last - 1, last]
+    assert replayed == (await stored_events(api, session["id"], task["id"]))[-3:]
+    assert await ping(ws) == [{"event": "pong", "id": "p", "data": {}}]
+
+    # With a task filter, the gap is announced too.
+    await subscribe(ws, "old-task", task_id=task["id"], after=1)
+    assert (await ws.recv())["event"] == "gap"
+    assert [f["seq"] for f in await ws.recv_until(final(task["id"]))][0] == last - 2
+
+    # From inside the retained range: no gap.
+    fresh = await ws_connect()
+    await subscribe(fresh, "recent", after=last - 3)
+    frames = await fresh.recv_until(lambda f: is_event(f) and f["seq"] == last)
+    assert [f["seq"] for f in frames] == [last - 2, last - 1, last]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_gap_when_everything_was_pruned(api, ctx, ws_connect):
+    """Pruning by age can drop every event: the gap points past the end, and
+    new events still arrive after it."""
+    session = await api.session(provider="instant")
+    first = await api.task(session["id"])
+    watcher = await ws_connect()
+    await subscribe(watcher, "w", session_id=session["id"])
+    await watcher.recv_until(final(first["id"]))
+    last = ctx.bus.last_seq
+    await ctx.bus.prune(max_events=10**9, max_age_seconds=-60)  # everything is "older" than a minute from now
+    assert ctx.bus.pruned_through == last
+
+    ws = await ws_connect()
+    await subscribe(ws, "s", session_id=session["id"], after=0)
+    assert await ws.recv() == {"event": "gap", "id": "s", "data": {"after": 0, "first_seq": last + 1}}
+    second = await api.task(session["id"])
+    frames = await ws.recv_until(final(second["id"]))
+    assert frames[0]["seq"] == last + 1 and frames[0]["event"] == "task.created"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_event_committed_before_the_replay_but_fanned_out_after_is_sent_once(api, ctx, ws_connect):
+    """The store commits an event before the bus fans it out. If a replay
+    reads it in between, the late live copy must not be sent again."""
+    session = await api.session()
+    ws = await ws_connect()
+    late: list = []
+    write = ctx.db.write
+
+    def delaying_write(fn, after=None):  # commit now, fan out when the test says so
+        return write(fn, after=(lambda: late.append(after)) if after is not None else None)
+
+    ctx.db.write = delaying_write
+    try:
+        fut = ctx.bus.publish("test.late", {"n": 1}, session_id=session["id"], owner="local")
+        await fut  # committed: a replay can read it; not fanned out yet
+        seq = ctx.bus.last_seq
+    finally:
+        ctx.db.write = write
+    assert len(late) == 1
+
+    await subscribe(ws, "s", session_id=session["id"], after=0)
+    frames = await ws.recv_until(lambda f: is_event(f) and f["seq"] == seq)
+    assert [f["event"] for f in frames] == ["session.created", "test.late"]
+    assert await ping(ws, "replayed") == [{"event": "pong", "id": "replayed", "data": {}}]  # replay is over
+
+    late[0]()  # the bus fans the event out now: the subscription is live
+    assert await ping(ws, "after") == [{"event": "pong", "id": "after", "data": {}}]
+    # Later events still flow.
+    await ctx.bus.publish("test.next", {"n": 2}, session_id=session["id"], owner="local")
+    frame = await ws.recv()
+    assert frame["event"] == "test.next" and frame["seq"] == seq + 1
