@@ -56,10 +56,10 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
     bus = EventBus(db, events)
     bus.on_append = lambda name: metrics.events_appended.inc()
     await bus.open()
-    providers = build_providers(cfg["providers"], cfg["_config_dir"])
+    providers = build_providers(cfg["providers"], cfg["_config_dir"], metrics)
     engine = AgentLoop(providers, default_registry())
     task_store = TaskStore(db)
-    runner = TaskRunner(bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics)
+    runner = TaskRunner(bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, cfg["tools"])
     idempotency = IdempotencyGuard(IdempotencyStore(db))
     sessions = SessionManager(
         SessionStore(db),

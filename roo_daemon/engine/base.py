@@ -35,6 +35,7 @@ class TaskContext(Protocol):
     task: Task
     session: Session
     images: list[str]
+    settings: dict[str, Any]  # the config's ``tools`` section
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Append an event without waiting for it to be durable (streamed text)."""

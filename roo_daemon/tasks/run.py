@@ -26,6 +26,7 @@ class TaskRun:
         self.task = task
         self.session = session
         self.images = images
+        self.settings = runner.settings
         self.worker: asyncio.Task | None = None
         self.stop_reason: str | None = None  # "cancelled" or "interrupted" once asked to stop
         self.finishing = False

@@ -26,8 +26,17 @@ CANCEL_WAIT_SECONDS = 1.0
 
 
 class TaskRunner:
-    def __init__(self, bus: EventBus, store: TaskStore, engine: Engine, max_concurrent: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        store: TaskStore,
+        engine: Engine,
+        max_concurrent: int,
+        metrics: Metrics,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.bus = bus
+        self.settings = settings or {}
         self.store = store
         self.engine = engine
         self.max_concurrent = max_concurrent

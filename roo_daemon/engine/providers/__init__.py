@@ -10,7 +10,8 @@ from roo_daemon.engine.providers.scripted import ScriptedProvider
 KINDS = {"scripted": ScriptedProvider}
 
 
-def build_providers(profiles: dict[str, dict[str, Any]], config_dir: str) -> dict[str, Provider]:
+def build_providers(profiles: dict[str, dict[str, Any]], config_dir: str, metrics: Any = None) -> dict[str, Provider]:
     """One provider per configured profile, built once at start (scripts are
-    read here, before the loop serves, so no file read happens per task)."""
+    read here, before the loop serves, so no file read happens per task).
+    ``metrics`` (a :class:`roo_daemon.metrics.Metrics`) is for the network providers."""
     return {name: KINDS[p["kind"]](name, p, config_dir) for name, p in profiles.items()}
