@@ -18,6 +18,15 @@ setup(
         "referencing>=0.31",
         "pyyaml>=6",
         "prometheus-client>=0.20,<1",
+        # .gitignore / .rooignore matching for the file tools: a well-kept library
+        # that implements git's wildmatch and precedence rules (negation,
+        # directory-only patterns) correctly, rather than a home-grown matcher.
+        "pathspec>=0.12",
+        # GET /docs serves the Swagger UI (5.x: renders OpenAPI 3.1) that this
+        # package bundles, so the page works offline with no CDN. Only its
+        # static files are used; swagger-ui-bundle was passed over because it
+        # ships Swagger UI 4, which cannot render OpenAPI 3.1.
+        "swagger-ui-py>=25",
     ],
     extras_require={
         "test": [
@@ -29,7 +38,9 @@ setup(
             "openapi-spec-validator>=0.7",
             "ruff>=0.6",
         ],
-        "load": ["locust>=2.20"],
+        # locustfile.py: locust drives REST users; websocket-client gives its
+        # WebSocket users a blocking client that locust's gevent makes cooperative.
+        "load": ["locust>=2.20", "websocket-client>=1.6"],
     },
     entry_points={"console_scripts": ["roo-daemon=roo_daemon.cli:main"]},
 )

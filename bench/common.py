@@ -26,13 +26,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 15) -> None:
+def wait_http(url: str, timeout: float = 15, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             urllib.request.urlopen(url, timeout=1).read()
             return
         except Exception:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited with status {proc.returncode} before answering") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)  # polling a starting process: there is nothing to await
@@ -52,6 +54,13 @@ def call(method: str, url: str, body: dict | None = None, token: str = BENCH_KEY
 @contextlib.contextmanager
 def daemon(log_level: str = "warning", extra_config: str = "") -> Iterator[str]:
     """A real ``roo-daemon serve`` with auth on; yields its base URL."""
+    with daemon_process(log_level, extra_config) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def daemon_process(log_level: str = "warning", extra_config: str = "") -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like :func:`daemon`, yielding ``(base URL, the process)``."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="roo-bench-") as tmp:
         cfg = Path(tmp, "roo-daemon.yaml")
@@ -61,6 +70,7 @@ def daemon(log_level: str = "warning", extra_config: str = "") -> Iterator[str]:
             f"log: {{level: {log_level}, format: json}}\n"
             "auth:\n  keys:\n"
             f"    - {{name: bench, sha256: {hashlib.sha256(BENCH_KEY.encode()).hexdigest()}, scopes: [read, write]}}\n"
+            + yaml_sections(unlimited())  # one bench key must not hit the per-principal limits
             + extra_config
         )
         proc = subprocess.Popen(
@@ -71,8 +81,8 @@ def daemon(log_level: str = "warning", extra_config: str = "") -> Iterator[str]:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_http(base + "/healthz")
-            yield base
+            wait_http(base + "/healthz", proc=proc)
+            yield base, proc
         finally:
             proc.terminate()
             proc.wait(15)
@@ -103,6 +113,38 @@ def loadgen(url: str, seconds: float, connections: int, headers: list[str] | Non
         args += ["--header", h]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return json.loads(out)
+
+
+def unlimited() -> dict[str, dict]:
+    """Config sections that lift the per-principal rate and connection limits
+    (when this version has them): a benchmark measures the daemon's capacity,
+    not its abuse limits, from one principal."""
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "roo_daemon" / "config_schema.yaml").read_text())
+    limits = schema["properties"].get("limits", {}).get("properties", {})
+    out: dict[str, object] = {}
+    for key, spec in limits.items():
+        if spec.get("$ref", "").endswith("/bucket"):
+            out[key] = {"rate": 0, "burst": 1}  # rate 0: unlimited
+        elif spec.get("type") == "integer":
+            out[key] = spec.get("maximum", 1_000_000)
+    return {"limits": out} if out else {}
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def yaml_sections(sections: dict) -> str:
+    """Config sections as YAML, to append to a benchmark daemon's config."""
+    import yaml
+
+    return yaml.safe_dump(sections, default_flow_style=False, width=1 << 20)
 
 
 def machine() -> str:

@@ -12,6 +12,7 @@ import re
 from tornado.web import Application, URLSpec
 
 from roo_daemon.api.base import ApiHandler, NotFoundHandler
+from roo_daemon.api.docs import DocsAssetHandler, DocsHandler
 from roo_daemon.api.meta import (
     HealthHandler,
     MetricsHandler,
@@ -31,6 +32,8 @@ ROUTES: list[tuple[str, type]] = [
     ("/metrics", MetricsHandler),
     ("/openapi.yaml", OpenApiYamlHandler),
     ("/openapi.json", OpenApiJsonHandler),
+    ("/docs", DocsHandler),
+    ("/docs/assets/{asset}", DocsAssetHandler),
     ("/ws", EventSocket),
     ("/api/v1/sessions", SessionsHandler),
     ("/api/v1/sessions/{session_id}", SessionHandler),

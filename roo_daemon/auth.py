@@ -64,6 +64,17 @@ class Authenticator:
             return None
         return self.from_token(token.strip())
 
+    def carry_over(self, principal: Principal, previous: Authenticator) -> Principal | None:
+        """After a reload: the principal that ``previous`` authenticated as
+        ``principal`` is now, if its key is still configured (with its
+        current scopes); None if the key was removed or replaced."""
+        if self.open:
+            return principal
+        digest = next((d for d, p in previous._keys if p is principal), None)
+        if digest is None:
+            return None  # the keyless local admin, now that keys are required
+        return next((p for d, p in self._keys if hmac.compare_digest(d, digest)), None)
+
     def from_token(self, token: str) -> Principal | None:
         if self.open:
             return LOCAL

@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration and exit")
     check.add_argument("--config", help="YAML configuration file")
     sub.add_parser("openapi", help="print the OpenAPI contract (YAML)")
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="print a new random key once, with the config entry holding its hash")
+    create.add_argument("name", help="the principal's name (letters, digits, _.@-)")
+    create.add_argument("--scopes", default="read,write", help="comma-separated: read, write, admin")
     watch = sub.add_parser("watch", help="print the event stream as JSON lines")
     watch.add_argument("--url", default="ws://127.0.0.1:3000/ws", help="the daemon's WebSocket URL")
     watch.add_argument("--session", help="only this session's events")
@@ -57,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(load_spec_text())
         return 0
+    if args.command == "keys":
+        return create_key(args.name, args.scopes)
     if args.command == "watch":
         from roo_daemon.watch import run
 
@@ -73,6 +80,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     return serve(cfg)
+
+
+def create_key(name: str, scopes_arg: str) -> int:
+    """Print a fresh key (shown this once) and the ``auth.keys`` entry that
+    holds only its SHA-256, ready to paste into the config or keys file."""
+    import json
+    import re
+
+    from roo_daemon.auth import SCOPES, hash_key, new_key
+
+    scopes = [s.strip() for s in scopes_arg.split(",") if s.strip()]
+    bad = [s for s in scopes if s not in SCOPES]
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name) or bad or not scopes:
+        problem = f"unknown scope {bad[0]!r}" if bad else "no scope given" if not scopes else f"bad name {name!r}"
+        print(f"roo-daemon keys create: {problem} (scopes: {', '.join(SCOPES)})", file=sys.stderr)
+        return EXIT_CONFIG
+    key = new_key()
+    print(f"key (shown once; store it now): {key}")
+    print("auth.keys entry:")
+    print(f"  - {{name: {name}, sha256: {hash_key(key)}, scopes: {json.dumps(scopes)}}}")
+    return 0
 
 
 def serve(cfg: dict) -> int:

@@ -19,6 +19,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from roo_daemon.clientip import parse_networks
+
 ENV_PREFIX = "ROO_DAEMON_"
 Config = dict[str, Any]
 
@@ -182,7 +184,19 @@ def _validate(cfg: dict) -> None:
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         raise ConfigError(".".join(filter(None, [key, extra[0] if extra else ""])), "unknown key")
+    if key.startswith("auth.keys"):
+        raise ConfigError(key, _key_problem(error))
     raise ConfigError(key or "(top level)", error.message)
+
+
+def _key_problem(error: jsonschema.ValidationError) -> str:
+    """What is wrong with an API key entry, without repeating the value: a
+    key pasted where its hash belongs must not end up in a log or a terminal."""
+    if error.validator in ("required", "additionalProperties", "uniqueItems"):
+        return error.message  # names properties, not values
+    if error.absolute_path and error.absolute_path[-1] == "sha256":
+        return "must be the key's SHA-256 as 64 lowercase hex digits, never the key itself (see roo-daemon keys create)"
+    return f"is not valid (the schema's {error.validator!r} rule: {error.validator_value!r})"
 
 
 def is_loopback(host: str) -> bool:
@@ -205,12 +219,51 @@ def _check_semantics(cfg: Config) -> None:
     providers = cfg["providers"]
     if cfg["engine"]["default_provider"] not in providers:
         raise ConfigError("engine.default_provider", f"no provider profile named {cfg['engine']['default_provider']!r}")
+    from roo_daemon.engine.modes import BUILT_IN, ModeError, mode_from_config
+
+    known = set(BUILT_IN)
+    for i, entry in enumerate(cfg["engine"]["custom_modes"]):
+        try:
+            known.add(mode_from_config(entry, "config").slug)
+        except ModeError as e:
+            raise ConfigError(f"engine.custom_modes.{i}", str(e)) from None
+    default_mode = cfg["engine"]["default_mode"]
+    if default_mode not in known:
+        raise ConfigError("engine.default_mode", f"no mode {default_mode!r} (known: {', '.join(sorted(known))})")
     for i, root in enumerate(cfg["workspaces"]["roots"]):
         if not Path(root).is_dir():
             raise ConfigError(f"workspaces.roots.{i}", f"{root} is not an existing directory")
+    try:
+        parse_networks(cfg["server"]["trusted_proxies"])
+    except ValueError as e:
+        raise ConfigError("server.trusted_proxies", str(e)) from None
+    if cfg["auth"]["keys_file"]:
+        cfg["auth"]["keys"] = [*cfg["auth"]["keys"], *_read_keys_file(cfg["auth"]["keys_file"], cfg["_config_dir"])]
     names = [k["name"] for k in cfg["auth"]["keys"]]
     if len(set(names)) != len(names):
         raise ConfigError("auth.keys", "key names must be unique")
+
+
+_KEYS_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA["properties"]["auth"]["properties"]["keys"])
+
+
+def _read_keys_file(path: str, config_dir: str) -> list[dict[str, Any]]:
+    """``auth.keys_file``: a YAML list of ``{name, sha256, scopes}``. Read at
+    start and on SIGHUP (a small file; the reload accepts that brief read)."""
+    full = Path(config_dir, path).expanduser()
+    try:
+        keys = yaml.safe_load(full.read_text(encoding="utf-8")) or []
+    except OSError as e:
+        raise ConfigError("auth.keys_file", f"cannot read {full}: {e.strerror}") from None
+    except yaml.YAMLError:
+        raise ConfigError("auth.keys_file", f"{full} is not valid YAML") from None
+    error = jsonschema.exceptions.best_match(_KEYS_VALIDATOR.iter_errors(keys))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path)
+        raise ConfigError(f"auth.keys_file{'.' + where if where else ''}", _key_problem(error))
+    for key in keys:
+        key.setdefault("scopes", ["read", "write"])
+    return keys
 
 
 def prepare_data_dir(cfg: Config) -> Path:

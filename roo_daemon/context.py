@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from roo_daemon.auth import Authenticator
+from roo_daemon.clientip import parse_networks
 from roo_daemon.config import Config, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
 from roo_daemon.engine.providers import build_providers
@@ -14,6 +15,7 @@ from roo_daemon.engine.tools import default_registry
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.metrics import Metrics
+from roo_daemon.ratelimit import RateLimiter
 from roo_daemon.sessions.manager import SessionManager
 from roo_daemon.spec import Spec
 from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStore, TaskStore
@@ -38,6 +40,8 @@ class AppContext:
     tasks: TaskManager
     ws_validator: FrameValidator
     data_dir: Path
+    limiter: RateLimiter
+    trusted_proxies: list[Any]
     inflight: set[Any] = field(default_factory=set)  # REST handlers not yet finished
     websockets: set[Any] = field(default_factory=set)
     shutting_down: bool = False
@@ -57,7 +61,15 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
     bus.on_append = lambda name: metrics.events_appended.inc()
     await bus.open()
     providers = build_providers(cfg["providers"], cfg["_config_dir"], metrics)
-    engine = AgentLoop(providers, default_registry())
+    engine_cfg = cfg["engine"]
+    engine = AgentLoop(
+        providers,
+        default_registry(),
+        metrics=metrics,
+        mistake_limit=engine_cfg["consecutive_mistake_limit"],
+        config_modes=engine_cfg["custom_modes"],
+        custom_instructions=engine_cfg["custom_instructions"],
+    )
     task_store = TaskStore(db)
     runner = TaskRunner(bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, cfg["tools"])
     idempotency = IdempotencyGuard(IdempotencyStore(db))
@@ -69,7 +81,9 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
         providers,
         data_dir,
         cfg["workspaces"]["roots"],
-        {"provider": cfg["engine"]["default_provider"], "mode": cfg["engine"]["default_mode"]},
+        {"provider": engine_cfg["default_provider"], "mode": engine_cfg["default_mode"]},
+        engine_cfg["custom_modes"],
+        cfg["limits"]["max_sessions_per_principal"],
     )
     await sessions.load()
     tasks = TaskManager(
@@ -80,6 +94,7 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
         runner,
         idempotency,
         {"max_requests": cfg["engine"]["max_requests"], "max_cost_usd": cfg["engine"]["max_cost_usd"]},
+        cfg["limits"],
     )
     ctx = AppContext(
         config=cfg,
@@ -94,6 +109,8 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
         tasks=tasks,
         ws_validator=FrameValidator(spec),
         data_dir=data_dir,
+        limiter=RateLimiter(cfg["limits"]),
+        trusted_proxies=parse_networks(cfg["server"]["trusted_proxies"]),
     )
     ctx.recovered = await runner.recover(sessions.sessions)
     return ctx

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -13,6 +14,28 @@ from typing import Any
 from roo_daemon.metrics import Metrics
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+# Secrets never reach a log line. The code logs no header, key or hash; these
+# patterns catch what a library might echo anyway (Tornado logs a malformed
+# header's value, e.g. an Authorization header with a stray control character).
+_SECRET_PATTERNS = [
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s\"'\\,;]+"), r"\1\2[redacted]"),
+    (
+        re.compile(r"(?i)\b(authorization|x-api-key|api-key|api_key|token)(['\"]?\s*[:=]\s*['\"]?)[^\s\"'\\,;}]+"),
+        r"\1\2[redacted]",
+    ),
+    (re.compile(r"(?i)(invalid header (?:name|value)) [^\n\"]*"), r"\1 [redacted]"),
+    (re.compile(r"\broo_[A-Za-z0-9_-]{16,}"), "roo_[redacted]"),  # our keys' shape
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), "sk-[redacted]"),  # OpenAI / Anthropic keys' shape
+    (re.compile(r"\b[0-9a-fA-F]{64}\b"), "[redacted-sha256]"),  # a key's hash
+]
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a credential replaced."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +49,7 @@ class JsonFormatter(logging.Formatter):
         doc.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        return redact(json.dumps(doc, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -38,7 +61,7 @@ class TextFormatter(logging.Formatter):
         line = f"{line}  {extra}" if extra else line
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 def setup_logging(level: str = "info", fmt: str = "auto") -> None:

@@ -13,10 +13,15 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
 from roo_daemon import __version__
+
+# No `*_created` series: they double the series count and nothing here uses
+# them (Prometheus derives resets from the counters themselves).
+disable_created_metrics()
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -53,6 +58,45 @@ class Metrics:
             "task_duration_seconds",
             "Time from a task's start to its final status.",
             buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+            registry=r,
+        )
+        self.tool_calls = Counter(
+            "tool_calls_total", "Tool calls made by models, by tool and outcome (ok, error, denied).",
+            ["tool", "outcome"], registry=r,
+        )
+        # Registered now so dashboards and alerts can rely on it; stays zero
+        # until rate limiting lands. `class` is the limit's class (bounded).
+        self.rate_limited = Counter(
+            "rate_limited_total", "Requests refused by a rate limit, by limit class.", ["class"], registry=r
+        )
+        # LLM providers. `provider` is the profile name and `model` the model
+        # string from the config (both bounded by the config, never by a request).
+        self.llm_requests = Counter(
+            "llm_requests_total",
+            "Provider requests (one per model turn, its retries included), by outcome (ok, error, cancelled).",
+            ["provider", "model", "outcome"],
+            registry=r,
+        )
+        self.llm_request_duration = Histogram(
+            "llm_request_duration_seconds",
+            "Time from sending a provider request to the end of its stream, retries included.",
+            ["provider", "model"],
+            buckets=(0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "llm_tokens_total",
+            "Tokens by kind: input (uncached), output, cache_read, cache_write.",
+            ["provider", "model", "kind"],
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "llm_cost_usd_total", "Cost of provider requests in US dollars.", ["provider", "model"], registry=r
+        )
+        self.llm_retries = Counter(
+            "llm_retries_total",
+            "Provider attempts that failed and were tried again (connection, 408/409/429/5xx, broken stream).",
+            ["provider", "model"],
             registry=r,
         )
         self.events_appended = Counter("events_appended_total", "Events appended to the durable log.", registry=r)

@@ -25,6 +25,7 @@ from roo_daemon.config import Config, ConfigError, load_config
 from roo_daemon.context import AppContext, open_context
 from roo_daemon.logs import set_level
 from roo_daemon.sdnotify import Notifier
+from roo_daemon.sockets import check_exposure, describe, listen_fds, tcp_port
 from roo_daemon.store import IdempotencyStore
 
 log = logging.getLogger("roo_daemon.server")
@@ -53,12 +54,22 @@ class Daemon:
         self.http = HTTPServer(
             make_app(ctx),
             max_body_size=server_cfg["max_body_bytes"] * 4,
-            idle_connection_timeout=300,
-            body_timeout=60,
+            max_header_size=server_cfg["max_header_bytes"],
+            # Tornado applies this while waiting for a request's headers too:
+            # a client that connects and sends nothing is dropped after it.
+            idle_connection_timeout=server_cfg["idle_timeout_seconds"],
+            body_timeout=server_cfg["body_timeout_seconds"],
         )
-        self._sockets = bind_sockets(server_cfg["port"], server_cfg["host"])
+        adopted = listen_fds()  # socket activation: systemd bound the port for us
+        if adopted:
+            check_exposure(adopted, bool(self.cfg["auth"]["keys"]))
+            self._sockets = adopted
+            where = ", ".join(describe(s) for s in adopted)
+        else:
+            self._sockets = bind_sockets(server_cfg["port"], server_cfg["host"])
+            where = f"{server_cfg['host']}:{self._sockets[0].getsockname()[1]}"
         self.http.add_sockets(self._sockets)
-        self.port = self._sockets[0].getsockname()[1]
+        self.port = tcp_port(self._sockets)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
@@ -71,19 +82,18 @@ class Daemon:
             # systemd restarts the daemon.
             self._watchdog = PeriodicCallback(self.notifier.watchdog, self.notifier.watchdog_interval * 1000)
             self._watchdog.start()
-        self.notifier.ready(f"listening on {server_cfg['host']}:{self.port}")
+        self.notifier.ready(f"listening on {where}")
         for name, provider in ctx.sessions.providers.items():
             if provider.kind == "scripted":
                 log.info("provider %r is scripted: an offline, deterministic script, not a real model", name)
         if ctx.recovered.get("interrupted") or ctx.recovered.get("requeued"):
             log.info("recovered tasks from the last run", extra=ctx.recovered)
         log.info(
-            "roo-daemon %s listening on http://%s:%d (ready in %.0f ms)",
+            "roo-daemon %s listening on %s (ready in %.0f ms)",
             __version__,
-            server_cfg["host"],
-            self.port,
+            ", ".join(w if w.startswith("unix:") else f"http://{w}" for w in where.split(", ")),
             (time.monotonic() - started) * 1000,
-            extra={"port": self.port, "data_dir": str(ctx.data_dir)},
+            extra={"port": self.port, "data_dir": str(ctx.data_dir), "socket_activated": bool(adopted)},
         )
 
     async def _prune(self) -> None:
@@ -105,11 +115,32 @@ class Daemon:
         except ConfigError as e:
             log.error("reload failed, keeping the running configuration: %s", e)
             return
-        self.ctx.auth = Authenticator(fresh["auth"]["keys"])
+        previous, self.ctx.auth = self.ctx.auth, Authenticator(fresh["auth"]["keys"])
         self.cfg["auth"] = fresh["auth"]
+        revoked = self._recheck_websockets(previous)
         self.cfg["log"] = fresh["log"]
         set_level(fresh["log"]["level"])
-        log.info("configuration reloaded", extra={"keys": len(fresh["auth"]["keys"]), "level": fresh["log"]["level"]})
+        log.info(
+            "configuration reloaded",
+            extra={"keys": len(fresh["auth"]["keys"]), "level": fresh["log"]["level"], "websockets_revoked": revoked},
+        )
+
+    def _recheck_websockets(self, previous: Authenticator) -> int:
+        """Open WebSockets stay open across a reload, with their key's new
+        scopes; those whose key was removed (or replaced) are closed with
+        1008, so revoking a key also ends its live streams."""
+        assert self.ctx is not None
+        revoked = 0
+        for ws in list(self.ctx.websockets):
+            if ws.principal is None:
+                continue  # not authenticated yet: its auth op meets the new keys
+            current = self.ctx.auth.carry_over(ws.principal, previous)
+            if current is None:
+                ws.close(1008, "API key revoked")
+                revoked += 1
+            else:
+                ws.principal = current
+        return revoked
 
     def request_stop(self, sig: int | None = None) -> None:
         if self._stopping is None:

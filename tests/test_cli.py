@@ -114,7 +114,7 @@ def test_check_config_without_a_file_uses_the_defaults(tmp_path: Path) -> None:
         ({"servre": {"port": 1}}, ["servre", "unknown key"]),
         ({"engine": {"default_provider": "nope"}}, ["engine.default_provider", "'nope'"]),
         ({"server": {"host": "0.0.0.0"}}, ["server.host", "0.0.0.0", "auth.keys"]),
-        ({"providers": {"x": {"kind": "openai"}}}, ["providers.x.kind"]),
+        ({"providers": {"x": {"kind": "gemini"}}}, ["providers.x.kind"]),
         ({"workspaces": {"roots": ["/definitely/not/here"]}}, ["workspaces.roots.0"]),
         ("- just\n- a list\n", ["must hold a mapping"]),
         ("server: {port: 1}\n2001: x\n", ["2001", "keys must be strings"]),

@@ -37,7 +37,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(None, env={})
     assert (cfg["server"]["host"], cfg["server"]["port"]) == ("127.0.0.1", 3000)
     assert cfg["server"]["shutdown_grace_seconds"] == 10
-    assert cfg["store"] == {"data_dir": "./.roo-daemon", "synchronous": "full"}
+    assert cfg["store"] == {"data_dir": "./.roo-daemon", "synchronous": "normal"}
     assert cfg["providers"] == {"demo": {"kind": "scripted"}}
     assert cfg["engine"]["default_provider"] == "demo"
     assert cfg["engine"]["default_mode"] == "code"

@@ -10,15 +10,19 @@ not, leaves through :meth:`ApiHandler.write_error` as problem+json.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
 import secrets
+import socket
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
-from roo_daemon.auth import Principal
+from roo_daemon.auth import LOCAL, Principal
+from roo_daemon.clientip import client_ip
 from roo_daemon.problems import PROBLEM_CONTENT_TYPE, Problem, validation_problem
 from roo_daemon.spec import Operation
 
@@ -29,11 +33,54 @@ log = logging.getLogger("roo_daemon.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON_TYPE = re.compile(r"^application/(?:[a-z0-9.+-]+\+)?json\s*(?:;.*)?$", re.I)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_EXPOSED = (
+    "X-Request-ID, Location, Idempotent-Replayed, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+)
+_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
 _IMPLEMENTABLE = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def new_request_id() -> str:
     return secrets.token_hex(12)
+
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="roo-daemon"'}
+
+
+def authenticate(ctx: AppContext, ip: str, header: str | None = None, *, token: str | None = None) -> Principal:
+    """The principal for an ``Authorization`` header (REST, WebSocket
+    handshake) or a bare token (the WebSocket ``auth`` op); else a 401 or 429
+    problem.
+
+    Wrong keys are limited per client address (``limits.auth_failures_per_ip``)
+    so keys cannot be guessed quickly: each wrong key takes a token, and an
+    address with none left gets 429 for every presented key, the right one
+    included, *before* the key is checked (answering a right key with 200
+    would tell a guesser it had found one). A request with no key at all
+    guesses nothing: it is a plain 401 and costs no token.
+    """
+    auth = ctx.auth
+    if auth.open:
+        return LOCAL  # no keys: everyone is the local admin
+    presented = token is not None or bool(header)
+    if presented:
+        verdict = ctx.limiter.peek("auth_failures_per_ip", ip)
+        if verdict is not None and not verdict.allowed:
+            ctx.metrics.rate_limited.labels("auth_failures_per_ip").inc()
+            raise Problem(
+                429,
+                f"too many wrong API keys from this address; retry in {verdict.retry_after} s",
+                headers=verdict.headers(),
+            )
+    principal = auth.from_token(token) if token is not None else auth.from_header(header)
+    if principal is None:
+        if presented:
+            ctx.limiter.take("auth_failures_per_ip", ip)
+        raise Problem(
+            401, "a valid API key is required: send 'Authorization: Bearer <key>'", headers=dict(UNAUTHORIZED_HEADERS)
+        )
+    return principal
 
 
 class ProblemWriter(RequestHandler):
@@ -50,10 +97,52 @@ class ProblemWriter(RequestHandler):
             rid = self._request_id = given if _REQUEST_ID.match(given) else new_request_id()
         return rid
 
+    @property
+    def client_ip(self) -> str:
+        """The address the per-IP limits see (forwarding headers only from trusted proxies)."""
+        ctx = getattr(self, "ctx", None)
+        trusted = ctx.trusted_proxies if ctx is not None else []
+        return client_ip(self.request.remote_ip or "", self.request.headers, trusted)
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Same-origin pages (like /docs) and the configured ``server.cors_origins``."""
+        if origin in self.ctx.config["server"]["cors_origins"]:
+            return True
+        return urlsplit(origin).netloc.lower() == (self.request.headers.get("Host") or "").lower()
+
+    def check_host(self) -> None:
+        """Without API keys anyone who reaches the port is the admin, which
+        loopback-only binding confines to this machine, but a web page can
+        reach loopback too by DNS rebinding (its own name re-pointed at
+        127.0.0.1). Such requests carry that foreign name in ``Host``: in
+        keyless mode only loopback names are served over TCP."""
+        ctx = self.ctx
+        if not ctx.auth.open:
+            return
+        family = getattr(getattr(self.request.connection, "context", None), "address_family", None)
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            return  # a unix socket: no browser reaches it
+        host = self.request.host_name.strip("[]").lower()
+        if host in ("localhost", ctx.config["server"]["host"].lower()) or host.endswith(".localhost"):
+            return
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            pass
+        raise Problem(
+            403,
+            f"Host {host!r} is not a loopback name; without API keys only requests to localhost are served",
+        )
+
     def set_default_headers(self) -> None:
         self.set_header("X-Request-ID", self.request_id)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
+        self._cors_headers()
+
+    def _cors_headers(self) -> None:
+        pass
 
     def compute_etag(self) -> None:
         return None  # API answers are no-store; hashing every body buys nothing
@@ -72,9 +161,12 @@ class ProblemWriter(RequestHandler):
                 request_id=self.request_id,
             )
         if status_code == 405:
-            allow = ", ".join(self.SUPPORTED_METHODS)
+            ctx = getattr(self, "ctx", None)
+            cors = bool(ctx and ctx.config["server"]["cors_origins"])
+            methods = [m for m in self.SUPPORTED_METHODS if m != "OPTIONS" or cors]
+            allow = ", ".join(methods)
             problem.headers.setdefault("Allow", allow)
-            problem.extra["allow"] = list(self.SUPPORTED_METHODS)
+            problem.extra["allow"] = methods
             problem.detail = f"{self.request.method} is not allowed here; allowed: {allow}"
         for name, value in problem.headers.items():
             self.set_header(name, value)
@@ -93,6 +185,7 @@ class ProblemWriter(RequestHandler):
 class ApiHandler(ProblemWriter):
     operations: ClassVar[dict[str, str]] = {}  # HTTP method -> operationId
     auth_required: ClassVar[bool] = True
+    rate_classes: ClassVar[dict[str, str]] = {}  # HTTP method -> rate-limit class, when not read/write
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -100,15 +193,17 @@ class ApiHandler(ProblemWriter):
             return
         # Methods a class does not implement are 405 before prepare(), so an
         # unauthenticated PUT learns only that PUT is not allowed.
-        cls.SUPPORTED_METHODS = (
-            tuple(  # type: ignore[assignment]
-                m for m in _IMPLEMENTABLE if getattr(cls, m.lower()) is not getattr(RequestHandler, m.lower())
-            )
-            or _IMPLEMENTABLE
+        # OPTIONS is always routed: it answers CORS preflights (or 405).
+        implemented = tuple(
+            m
+            for m in _IMPLEMENTABLE
+            if m != "OPTIONS" and getattr(cls, m.lower()) is not getattr(RequestHandler, m.lower())
         )
+        cls.SUPPORTED_METHODS = (*implemented, "OPTIONS") if implemented else _IMPLEMENTABLE  # type: ignore[assignment]
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self._cors_headers()  # set_default_headers ran before ctx existed
         self.principal: Principal | None = None
         self.params: dict[str, Any] = {}
         self.op: Operation | None = None
@@ -120,8 +215,17 @@ class ApiHandler(ProblemWriter):
     # -- the request pipeline -------------------------------------------
 
     async def prepare(self) -> None:
+        if self.request.method == "OPTIONS":
+            return  # a CORS preflight carries no credentials; options() answers it
+        self.check_host()
+        origin = self.request.headers.get("Origin")
+        if origin is not None and self.request.method not in _SAFE_METHODS and not self.origin_allowed(origin):
+            # Browsers send Origin with every cross-site POST or DELETE, even
+            # a form's that needed no preflight: refuse what came from elsewhere.
+            raise Problem(403, f"requests from origin {origin} are not allowed")
         if self.auth_required:
             self.principal = self._authenticate()
+            self._rate_limit(self.principal)
         op_id = self.operations.get(self.request.method or "")
         if op_id is None:
             return
@@ -146,25 +250,60 @@ class ApiHandler(ProblemWriter):
             self._check_body_headers()
 
     def _authenticate(self) -> Principal:
-        principal = self.ctx.auth.from_header(self.request.headers.get("Authorization"))
-        if principal is None:
-            raise Problem(
-                401,
-                "a valid API key is required: send 'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": 'Bearer realm="roo-daemon"'},
-            )
+        principal = authenticate(self.ctx, self.client_ip, self.request.headers.get("Authorization"))
         scope = "read" if self.request.method in ("GET", "HEAD") else "write"
         if not principal.has(scope):
             raise Problem(403, f"the key {principal.name!r} lacks the {scope!r} scope")
         return principal
+
+    def _rate_limit(self, principal: Principal) -> None:
+        if self.ctx.auth.open:
+            return  # no keys: a single local user on loopback, nobody to share with
+        method = self.request.method or "GET"
+        cls = self.rate_classes.get(method) or ("read" if method in ("GET", "HEAD") else "write")
+        verdict = self.ctx.limiter.take(cls, principal.name)
+        if verdict is not None and not verdict.allowed:
+            self.ctx.metrics.rate_limited.labels(cls).inc()
+            raise Problem(
+                429,
+                f"rate limit for {cls} requests exceeded; retry in {verdict.retry_after} s",
+                headers=verdict.headers(),
+            )
+
+    # -- CORS -------------------------------------------------------------
+
+    def _cors_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        ctx = getattr(self, "ctx", None)
+        if origin and ctx is not None and origin in ctx.config["server"]["cors_origins"]:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+            self.set_header("Access-Control-Expose-Headers", _EXPOSED)
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """A CORS preflight from an allowed origin: 204 with what may follow."""
+        origin = self.request.headers.get("Origin")
+        if not (
+            origin
+            and origin in self.ctx.config["server"]["cors_origins"]
+            and "Access-Control-Request-Method" in self.request.headers
+        ):
+            raise Problem(405, "OPTIONS answers CORS preflights from allowed origins only")
+        self.set_status(204)
+        self.set_header("Access-Control-Allow-Methods", ", ".join(m for m in self.SUPPORTED_METHODS))
+        self.set_header("Access-Control-Allow-Headers", _ALLOWED_HEADERS)
+        self.set_header("Access-Control-Max-Age", "600")
+        self.finish()
 
     def _check_body_headers(self) -> None:
         limit = self.ctx.config["server"]["max_body_bytes"]
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
             # Answer before reading the body; the connection cannot be reused.
-            self.set_header("Connection", "close")
-            raise Problem(413, f"the request body is {length} bytes; the limit is {limit}")
+            # (The header goes on the problem: sending an error clears headers set before.)
+            raise Problem(
+                413, f"the request body is {length} bytes; the limit is {limit}", headers={"Connection": "close"}
+            )
         has_body = (length not in (None, "0")) or "Transfer-Encoding" in self.request.headers
         ctype = self.request.headers.get("Content-Type")
         # An empty body has no media type to refuse: clients (curl -d '',
@@ -185,8 +324,11 @@ class ApiHandler(ProblemWriter):
         op = self.op
         assert op is not None and op.has_body
         if self._body_too_large:
-            self.set_header("Connection", "close")
-            raise Problem(413, f"the request body exceeds {self.ctx.config['server']['max_body_bytes']} bytes")
+            raise Problem(
+                413,
+                f"the request body exceeds {self.ctx.config['server']['max_body_bytes']} bytes",
+                headers={"Connection": "close"},
+            )
         raw = b"".join(self._chunks)
         if not raw.strip():
             if op.body_required:

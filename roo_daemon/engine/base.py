@@ -36,6 +36,8 @@ class TaskContext(Protocol):
     session: Session
     images: list[str]
     settings: dict[str, Any]  # the config's ``tools`` section
+    modes: dict[str, Any]  # slug -> engine.modes.Mode available to this task
+    previous_mode: str  # the mode before the last switch_mode
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Append an event without waiting for it to be durable (streamed text)."""
@@ -51,6 +53,13 @@ class TaskContext(Protocol):
 
     async def set_todos(self, todos: list[dict[str, str]]) -> None:
         """Replace the task's todo list."""
+
+    async def switch_mode(self, slug: str, reason: str) -> None:
+        """Change the task's mode (persisted, with a ``mode.switched`` event)."""
+
+    async def run_subtask(self, mode: str, message: str, todos: list[dict[str, str]]) -> Answer:
+        """Start a child task in the same session and wait (ask kind
+        ``subtask``) until it ends: approve with its result, or not."""
 
 
 class Engine(Protocol):

@@ -84,6 +84,14 @@ class EventBus:
         )
         event = Event(self.last_seq, name, session_id, task_id, owner, frame)
         row = (event.seq, name, session_id, task_id, owner, ts, frame)
+        if write is None:
+            # The common case (streamed text, tool events): rows share one
+            # statement per commit; the shared future is watched once.
+            fut = self.db.write_row(EventStore.INSERT, row, after=lambda: self._fan_out(event))
+            if not getattr(fut, "_roo_watched", False):
+                fut._roo_watched = True  # type: ignore[attr-defined]
+                fut.add_done_callback(_log_failure)
+            return fut
         fut = self.db.write(chain(write, EventStore.insert([row])), after=lambda: self._fan_out(event))
         fut.add_done_callback(_log_failure)
         return fut

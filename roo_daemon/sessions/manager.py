@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from roo_daemon.auth import Principal
+from roo_daemon.engine.modes import ModeError, available_modes
 from roo_daemon.engine.providers.base import Provider
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.models import AUTO_APPROVE_DEFAULTS, Session, new_id, now_iso
 from roo_daemon.pagination import decode_cursor, encode_cursor
-from roo_daemon.problems import not_found, validation_problem
+from roo_daemon.problems import Problem, not_found, validation_problem
 from roo_daemon.store import SessionStore
 from roo_daemon.store.sqlite import chain
 from roo_daemon.tasks.runner import TaskRunner
@@ -33,6 +35,8 @@ class SessionManager:
         data_dir: Path,
         workspace_roots: list[str],
         defaults: dict[str, Any],
+        config_modes: list[dict[str, Any]] | None = None,
+        max_sessions: int = 10000,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -42,7 +46,10 @@ class SessionManager:
         self.data_dir = data_dir
         self.roots = [Path(r).resolve() for r in workspace_roots]
         self.defaults = defaults
+        self.config_modes = config_modes or []
+        self.max_sessions = max_sessions
         self.sessions: dict[str, Session] = {}
+        self._creating: Counter[str] = Counter()  # sessions being created, per principal
 
     async def load(self) -> None:
         self.sessions = {s.id: s for s in await self.store.load_all()}
@@ -65,14 +72,39 @@ class SessionManager:
                 [{"pointer": "/body/provider", "message": f"no provider profile named {name!r} (configured: {known})"}]
             )
 
+    async def check_mode(self, mode: str, workspace: str) -> None:
+        """A mode must exist: built-in, from config, or from the workspace's .roomodes."""
+        try:
+            modes = await asyncio.to_thread(available_modes, self.config_modes, workspace)
+        except ModeError as e:
+            raise validation_problem([{"pointer": "/body/mode", "message": str(e)}]) from None
+        if mode not in modes:
+            raise validation_problem(
+                [{"pointer": "/body/mode", "message": f"no mode {mode!r} (available: {', '.join(modes)})"}]
+            )
+
     async def create(self, principal: Principal, body: dict[str, Any], key: str | None) -> tuple[Session, bool]:
         async def create(record: Any) -> str:
-            session = await self._new_session(principal, body)
-            write = chain(SessionStore.insert(session), record(session.id) if record else None)
-            await self.bus.append(
-                "session.created", session.to_resource(), session_id=session.id, owner=session.owner, write=write
-            )
-            self.sessions[session.id] = session
+            cap = self.max_sessions
+            # Sessions being created count too: concurrent creates cannot
+            # all pass the check before any of them is stored.
+            owned = sum(1 for s in self.sessions.values() if s.owner == principal.name)
+            if owned + self._creating[principal.name] >= cap:
+                raise Problem(
+                    429,
+                    f"{principal.name!r} already has {cap} sessions; delete one first",
+                    headers={"Retry-After": "60"},
+                )
+            self._creating[principal.name] += 1
+            try:
+                session = await self._new_session(principal, body)
+                write = chain(SessionStore.insert(session), record(session.id) if record else None)
+                await self.bus.append(
+                    "session.created", session.to_resource(), session_id=session.id, owner=session.owner, write=write
+                )
+                self.sessions[session.id] = session
+            finally:
+                self._creating[principal.name] -= 1
             return session.id
 
         session_id, replayed = await self.idempotency.create_once(principal.name, "createSession", key, body, create)
@@ -87,12 +119,19 @@ class SessionManager:
         else:
             workspace, managed = str(self.data_dir / "workspaces" / session_id), True
             await asyncio.to_thread(os.makedirs, workspace, exist_ok=True)
+        mode = body.get("mode", self.defaults["mode"])
+        try:
+            await self.check_mode(mode, workspace)
+        except Exception:
+            if managed:
+                await asyncio.to_thread(shutil.rmtree, workspace, True)
+            raise
         return Session(
             id=session_id,
             name=body.get("name"),
             workspace=workspace,
             workspace_managed=managed,
-            mode=body.get("mode", self.defaults["mode"]),
+            mode=mode,
             provider=provider,
             provider_kind=self.provider_kind(provider),
             auto_approve={**AUTO_APPROVE_DEFAULTS, **body.get("auto_approve", {})},

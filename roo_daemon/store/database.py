@@ -73,6 +73,32 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
+class _Rows:
+    """A batch of rows for one INSERT: a write function, run as one executemany."""
+
+    __slots__ = ("sql", "rows", "afters")
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self.rows: list[tuple] = []
+        self.afters: list[Callable[[], None]] = []
+
+    def add(self, row: tuple, after: Callable[[], None] | None) -> None:
+        self.rows.append(row)
+        if after is not None:
+            self.afters.append(after)
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(self.sql, self.rows)
+
+    def run_afters(self) -> None:
+        for after in self.afters:
+            try:
+                after()
+            except Exception:
+                log.exception("post-commit callback failed")
+
+
 class Database:
     """One SQLite file, a writer thread with group commit and a reader thread."""
 
@@ -113,6 +139,25 @@ class Database:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
         return fut
 
+    def write_row(self, sql: str, row: tuple, after: Callable[[], None] | None = None) -> asyncio.Future:
+        """Queue one row for ``sql`` (an INSERT). Consecutive rows for the
+        same statement share one ``executemany`` and one future: a stream
+        of events costs one statement per commit, not a savepoint per row.
+        ``after`` callbacks still run one per row, in order."""
+        if self.closed:
+            raise RuntimeError("store is closed")
+        last = self._pending[-1] if self._pending else None
+        if last is not None and isinstance(last[0], _Rows) and last[0].sql == sql:
+            last[0].add(row, after)
+            return last[1]
+        rows = _Rows(sql)
+        rows.add(row, after)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, fut, rows.run_afters))
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+        return fut
+
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -125,7 +170,8 @@ class Database:
                     log.error("store commit failed: %s", e)
                     results = [(False, e)] * len(batch)
                 if self.on_commit:
-                    self.on_commit(len(batch), time.perf_counter() - started)
+                    writes = sum(len(b[0].rows) if isinstance(b[0], _Rows) else 1 for b in batch)
+                    self.on_commit(writes, time.perf_counter() - started)
                 for (_, _, after), (ok, _) in zip(batch, results, strict=True):
                     if ok and after is not None:
                         try:

@@ -27,6 +27,32 @@ def chain(*fns: WriteFn | None) -> WriteFn:
     return run
 
 
+async def _newest_first(
+    db: Database, table: str, equal: dict[str, Any], after_n: int, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of a resource table, newest first (as the spec says): rows
+    older than ``after_n`` when it is set, matching the non-None ``equal``
+    columns. Returns the documents and the row number to continue after, or
+    None on the last page. ``table`` and the column names are ours, never input."""
+
+    def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
+        sql = f"SELECT n, doc FROM {table} WHERE 1"
+        args: list[Any] = []
+        if after_n:
+            sql += " AND n < ?"
+            args.append(after_n)
+        for column, value in equal.items():
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        return c.execute(sql + " ORDER BY n DESC LIMIT ?", (*args, limit + 1)).fetchall()
+
+    rows = await db.read(run)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [json.loads(d) for _, d in rows], (rows[-1][0] if more else None)
+
+
 class SessionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -52,25 +78,8 @@ class SessionStore:
         return [Session.from_doc(json.loads(r[0])) for r in rows]
 
     async def page(self, owner: str | None, after_n: int, limit: int) -> tuple[list[Session], int | None]:
-        """Up to ``limit`` sessions, newest first (as the spec says), older
-        than row ``after_n`` when it is set; the second value is the row
-        number to continue after, or None on the last page."""
-
-        def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
-            sql = "SELECT n, doc FROM sessions WHERE 1"
-            args: list[Any] = []
-            if after_n:
-                sql += " AND n < ?"
-                args.append(after_n)
-            if owner is not None:
-                sql += " AND owner = ?"
-                args.append(owner)
-            return c.execute(sql + " ORDER BY n DESC LIMIT ?", (*args, limit + 1)).fetchall()
-
-        rows = await self.db.read(run)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [Session.from_doc(json.loads(d)) for _, d in rows], (rows[-1][0] if more else None)
+        docs, last = await _newest_first(self.db, "sessions", {"owner": owner}, after_n, limit)
+        return [Session.from_doc(d) for d in docs], last
 
 
 class TaskStore:
@@ -107,22 +116,10 @@ class TaskStore:
     async def page(
         self, session_id: str, status: str | None, after_n: int, limit: int
     ) -> tuple[list[Task], int | None]:
-        # Newest first, as the spec says: a cursor continues with older rows.
-        def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
-            sql = "SELECT n, doc FROM tasks WHERE session_id = ?"
-            args: list[Any] = [session_id]
-            if after_n:
-                sql += " AND n < ?"
-                args.append(after_n)
-            if status is not None:
-                sql += " AND status = ?"
-                args.append(status)
-            return c.execute(sql + " ORDER BY n DESC LIMIT ?", (*args, limit + 1)).fetchall()
-
-        rows = await self.db.read(run)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [Task.from_doc(json.loads(d)) for _, d in rows], (rows[-1][0] if more else None)
+        docs, last = await _newest_first(
+            self.db, "tasks", {"session_id": session_id, "status": status}, after_n, limit
+        )
+        return [Task.from_doc(d) for d in docs], last
 
     async def with_status(self, statuses: tuple[str, ...]) -> list[Task]:
         marks = ",".join("?" * len(statuses))
@@ -139,11 +136,11 @@ class EventStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    INSERT = "INSERT INTO events (seq, event, session_id, task_id, owner, ts, frame) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
     @staticmethod
     def insert(rows: list[tuple[int, str, str | None, str | None, str | None, float, str]]) -> WriteFn:
-        return lambda c: c.executemany(
-            "INSERT INTO events (seq, event, session_id, task_id, owner, ts, frame) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
-        )
+        return lambda c: c.executemany(EventStore.INSERT, rows)
 
     async def last_seq(self) -> int:
         def run(c: sqlite3.Connection) -> int:

@@ -8,6 +8,7 @@ from roo_daemon.sessions.handlers import replay_headers
 
 class TasksHandler(ApiHandler):
     operations = {"POST": "createTask", "GET": "listTasks"}
+    rate_classes = {"POST": "task_create"}
 
     async def post(self, session_id: str) -> None:
         task, replayed = await self.ctx.tasks.create(

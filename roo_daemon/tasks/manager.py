@@ -5,6 +5,7 @@ finished ones from the store."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from roo_daemon.auth import Principal
@@ -29,6 +30,7 @@ class TaskManager:
         runner: TaskRunner,
         idempotency: IdempotencyGuard,
         default_limits: dict[str, Any],
+        caps: dict[str, Any] | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -37,6 +39,8 @@ class TaskManager:
         self.runner = runner
         self.idempotency = idempotency
         self.default_limits = default_limits
+        self.caps = caps or {"max_live_tasks_per_principal": 100}
+        self._creating: Counter[str] = Counter()  # tasks being created, per principal
 
     async def create(
         self, principal: Principal, session_id: str, body: dict[str, Any], key: str | None
@@ -44,8 +48,19 @@ class TaskManager:
         session = self.sessions.visible(principal, session_id)
         provider = body.get("provider", session.provider)
         self.sessions.check_provider(provider)
+        if "mode" in body:
+            await self.sessions.check_mode(body["mode"], session.workspace)
 
         async def create(record: Any) -> str:
+            # Checked here, not before the idempotency lookup, so a retry of
+            # an accepted request replays it even at the cap.
+            self._reserve_live_slot(principal)
+            try:
+                return await insert_and_submit(record)
+            finally:
+                self._creating[principal.name] -= 1
+
+        async def insert_and_submit(record: Any) -> str:
             limits = {**self.default_limits, **body.get("limits", {})}
             images = body.get("images", [])
             task = Task(
@@ -75,6 +90,21 @@ class TaskManager:
             principal.name, f"createTask:{session.id}", key, body, create
         )
         return await self.get(principal, session_id, task_id), replayed
+
+    def _reserve_live_slot(self, principal: Principal) -> None:
+        """Count a task being created as live from the start: concurrent
+        creates cannot all pass the check before any of them is submitted.
+        Never evicts queued or running work to make room: refuses the new one."""
+        cap = self.caps["max_live_tasks_per_principal"]
+        live = sum(1 for r in self.runner.runs.values() if r.session.owner == principal.name)
+        if live + self._creating[principal.name] >= cap:
+            raise Problem(
+                429,
+                f"{principal.name!r} already has {cap} live tasks (queued, running or waiting); "
+                "retry when one has finished",
+                headers={"Retry-After": "5"},
+            )
+        self._creating[principal.name] += 1
 
     async def get(self, principal: Principal, session_id: str, task_id: str) -> Task:
         self.sessions.visible(principal, session_id)
@@ -117,6 +147,14 @@ class TaskManager:
         run = self.runner.live(task_id)
         if run is None:
             raise Problem(409, f"task {task_id} has no pending ask (status {task.status})", task_status=task.status)
+        pending = run.task.pending_ask
+        if pending is not None and pending.get("kind") == "subtask" and pending.get("id") == ask_id:
+            raise Problem(
+                409,
+                f"task {task_id} waits for its subtask {pending.get('task_id')}; that subtask's end answers it "
+                "(cancel the subtask to stop waiting)",
+                task_status=run.task.status,
+            )
         await run.answer(ask_id, approve, text)
         return run.task
 

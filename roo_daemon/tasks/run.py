@@ -27,6 +27,8 @@ class TaskRun:
         self.session = session
         self.images = images
         self.settings = runner.settings
+        self.modes: dict[str, Any] = {}
+        self.previous_mode = task.mode
         self.worker: asyncio.Task | None = None
         self.stop_reason: str | None = None  # "cancelled" or "interrupted" once asked to stop
         self.finishing = False
@@ -57,13 +59,29 @@ class TaskRun:
         for key in ("tokens_in", "tokens_out", "cache_reads", "cache_writes"):
             total[key] += int(usage.get(key) or 0)
         total["cost_usd"] = round(total["cost_usd"] + float(usage.get("cost_usd") or 0.0), 10)
-        await self.runner.bus.append(
+        # Published, not awaited: a turn should not wait on an fsync; the
+        # log keeps the order and the next status change waits for it all.
+        self.runner.bus.publish(
             "usage", {"request": usage, "total": dict(total)}, write=TaskStore.update(self.task), **self._ids()
         )
 
     async def set_todos(self, todos: list[dict[str, str]]) -> None:
         self.task.todos = todos
-        await self.runner.bus.append("todos", {"todos": todos}, write=TaskStore.update(self.task), **self._ids())
+        self.runner.bus.publish("todos", {"todos": todos}, write=TaskStore.update(self.task), **self._ids())
+
+    async def switch_mode(self, slug: str, reason: str) -> None:
+        self.previous_mode = self.task.mode
+        self.task.mode = slug
+        await self.runner.bus.append(
+            "mode.switched",
+            {"from": self.previous_mode, "to": slug, "reason": reason},
+            write=TaskStore.update(self.task),
+            **self._ids(),
+        )
+
+    async def run_subtask(self, mode: str, message: str, todos: list[dict[str, str]]) -> Answer:
+        child = await self.runner.spawn_child(self, mode, message, todos)
+        return await self.ask("subtask", task_id=child.id, mode=mode, message=message)
 
     # -- lifecycle, driven by the runner ---------------------------------
 

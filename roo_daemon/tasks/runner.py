@@ -17,8 +17,9 @@ from typing import Any
 from roo_daemon.engine.base import Engine, TaskFailure
 from roo_daemon.events import EventBus
 from roo_daemon.metrics import Metrics
-from roo_daemon.models import Session, Task, now_iso
+from roo_daemon.models import Session, Task, new_id, now_iso
 from roo_daemon.store import TaskStore
+from roo_daemon.store.sqlite import chain
 from roo_daemon.tasks.run import TaskRun
 
 log = logging.getLogger("roo_daemon.tasks")
@@ -61,22 +62,74 @@ class TaskRunner:
             else:
                 self.metrics.tasks_total.labels(new).inc()
 
-    def submit(self, task: Task, session: Session, images: list[str]) -> TaskRun:
-        """Queue a task already persisted as ``queued``."""
+    def submit(self, task: Task, session: Session, images: list[str], borrow_slot: bool = False) -> TaskRun:
+        """Queue a task already persisted as ``queued``. A subtask borrows its
+        parent's slot (``borrow_slot``) and starts at once: the parent only
+        waits for it, so the cap still bounds the work done, and a cap of one
+        cannot deadlock a parent against its own child."""
         run = TaskRun(self, task, session, images)
         self.runs[task.id] = run
         self.metrics.tasks_active.labels("queued").inc()
-        self._queue.append(task.id)
-        self._pump()
+        if borrow_slot and self._accepting:
+            self._start(run)
+        else:
+            self._queue.append(task.id)
+            self._pump()
         return run
+
+    def _start(self, run: TaskRun) -> None:
+        self._running += 1
+        run.worker = asyncio.get_running_loop().create_task(self._execute(run), name=f"task {run.task.id}")
+
+    async def spawn_child(self, parent: TaskRun, mode: str, message: str, todos: list[dict[str, str]]) -> Task:
+        """Create a subtask in the parent's session, persisted with the
+        parent's new ``child_task_ids`` in one transaction, and start it."""
+        child = Task(
+            id=new_id("tsk"),
+            session_id=parent.task.session_id,
+            prompt=message,
+            mode=mode,
+            provider=parent.task.provider,
+            provider_kind=parent.task.provider_kind,
+            created_at=now_iso(),
+            limits=dict(parent.task.limits),
+            todos=todos,
+            parent_task_id=parent.task.id,
+        )
+        parent.task.child_task_ids = [*parent.task.child_task_ids, child.id]
+        await self.bus.append(
+            "task.created",
+            child.to_resource(),
+            session_id=child.session_id,
+            task_id=child.id,
+            owner=parent.session.owner,
+            write=chain(TaskStore.insert(child, {"images": []}), TaskStore.update(parent.task)),
+        )
+        self.submit(child, parent.session, [], borrow_slot=True)
+        return child
+
+    async def _child_finished(self, child: TaskRun) -> None:
+        """Resume a parent waiting on this child: approve with the result
+        when it completed, refuse with the reason otherwise."""
+        parent = self.runs.get(child.task.parent_task_id or "")
+        ask = parent.task.pending_ask if parent is not None else None
+        if parent is None or ask is None or ask.get("kind") != "subtask" or ask.get("task_id") != child.task.id:
+            return
+        if parent.stop_reason is not None:
+            return  # the parent is being stopped itself
+        task = child.task
+        if task.status == "completed":
+            await parent.answer(ask["id"], True, task.result or "")
+        else:
+            reason = (task.error or {}).get("message", task.status)
+            await parent.answer(ask["id"], False, f"subtask {task.id} ended {task.status}: {reason}")
 
     def _pump(self) -> None:
         while self._accepting and self._running < self.max_concurrent and self._queue:
             run = self.runs.get(self._queue.popleft())
             if run is None or run.task.status != "queued":
                 continue
-            self._running += 1
-            run.worker = asyncio.get_running_loop().create_task(self._execute(run), name=f"task {run.task.id}")
+            self._start(run)
 
     async def _execute(self, run: TaskRun) -> None:
         try:
@@ -103,11 +156,16 @@ class TaskRunner:
             self.runs.pop(run.task.id, None)
             run.done.set()
             self._pump()
+        if run.task.parent_task_id and self._accepting:
+            await self._child_finished(run)
 
     async def cancel(self, run: TaskRun, reason: str = "cancelled") -> None:
         """Stop a live task and wait (up to a second) for its final status."""
         if run.finishing or run.done.is_set():
             return
+        run.stop_reason = reason  # set first: a child ending now must not resume this parent
+        for child in [r for r in self.runs.values() if r.task.parent_task_id == run.task.id]:
+            await self.cancel(child, reason)  # a cancelled parent takes its subtasks with it
         if run.worker is None:  # still queued: nothing is running, finish it here
             try:
                 self._queue.remove(run.task.id)

@@ -17,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from roo_daemon.api.base import ProblemWriter
+from roo_daemon.api.base import ProblemWriter, authenticate
 from roo_daemon.auth import Principal
 from roo_daemon.events import Event
 from roo_daemon.problems import Problem
+from roo_daemon.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from roo_daemon.context import AppContext
@@ -93,6 +95,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self._room: asyncio.Event | None = None  # set when a replay may send again
         self._closed = False
         self._auth_timer: Any = None
+        frames = ctx.config["limits"]["ws_frames"]
+        self._frames = TokenBucket(frames["rate"], frames["burst"], time.monotonic()) if frames["rate"] else None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
@@ -101,18 +105,35 @@ class EventSocket(WebSocketHandler, ProblemWriter):
                 "this route speaks WebSocket only: send an Upgrade: websocket request",
                 headers={"Upgrade": "websocket"},
             )
-        header = self.request.headers.get("Authorization")
-        if header is not None or self.ctx.auth.open:
-            self.principal = self.ctx.auth.from_header(header)
-            if self.principal is None:
-                raise Problem(
-                    401,
-                    "the API key in the Authorization header is not valid",
-                    headers={"WWW-Authenticate": 'Bearer realm="roo-daemon"'},
-                )
         if self.ctx.shutting_down:
             raise Problem(503, "the daemon is shutting down", slug="shutting-down")
+        self.check_host()
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.origin_allowed(origin):
+            # Before any key is looked at: a page from a foreign origin gets nowhere.
+            raise Problem(403, f"WebSocket connections from origin {origin} are not allowed", slug="origin")
+        header = self.request.headers.get("Authorization")
+        if header is not None or self.ctx.auth.open:
+            # Same rules as REST: 401 with a challenge, 429 for an address
+            # that has sent too many wrong keys.
+            self.principal = authenticate(self.ctx, self.client_ip, header)
+        if self.principal is not None and self._too_many(self.principal):
+            raise Problem(
+                429,
+                f"{self.principal.name!r} already has the most WebSocket connections allowed",
+                headers={"Retry-After": "5"},
+            )
         await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # checked in get() (origin_allowed), where the refusal can be a problem+json
+
+    def _too_many(self, principal: Principal) -> bool:
+        cap = self.ctx.config["limits"]["ws_connections_per_principal"]
+        mine = sum(
+            1 for w in self.ctx.websockets if w is not self and w.principal and w.principal.name == principal.name
+        )
+        return mine >= cap
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.ctx.websockets.add(self)
@@ -143,6 +164,12 @@ class EventSocket(WebSocketHandler, ProblemWriter):
     # -- incoming -------------------------------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
+        verdict = self._frames.take(time.monotonic()) if self._frames is not None else None
+        if verdict is not None and not verdict.allowed:
+            self.ctx.metrics.rate_limited.labels("ws_frames").inc()
+            return self._error(
+                None, "rate-limited", f"too many frames; this one was dropped (retry in {verdict.retry_after} s)"
+            )
         if isinstance(message, bytes):
             return self._error(None, "bad-frame", "binary frames are not supported; send JSON text frames")
         try:
@@ -162,10 +189,20 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             self._error(op_id, p.slug, p.detail)
 
     async def _op_auth(self, frame: dict[str, Any]) -> None:
-        principal = self.ctx.auth.from_token(frame["token"])
-        if principal is None:
-            self._error(None, "unauthorized", "the token is not a valid API key")
+        if self.principal is not None:
+            raise Problem(409, f"this connection is already authenticated as {self.principal.name!r}", slug="conflict")
+        try:
+            principal = authenticate(self.ctx, self.client_ip, token=frame["token"])
+        except Problem as p:
+            if p.status_code == 429:
+                self._error(None, "too-many-requests", p.detail)
+            else:
+                self._error(None, "unauthorized", "the token is not a valid API key")
             self.close(1008, "authentication failed")
+            return
+        if self._too_many(principal):
+            self._error(None, "too-many-requests", "too many WebSocket connections for this key")
+            self.close(1008, "too many connections")
             return
         self.principal = principal
         self._reply("authenticated", None)
@@ -180,6 +217,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
 
     async def _op_subscribe(self, frame: dict[str, Any]) -> None:
         assert self.principal is not None
+        if not self.principal.has("read"):
+            raise Problem(403, f"the key {self.principal.name!r} lacks the 'read' scope", slug="forbidden")
         sub_id = frame["id"]
         if sub_id in self.subs:
             raise Problem(409, f"subscription id {sub_id} is already in use", slug="conflict")
@@ -247,6 +286,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
 
     async def _op_respond(self, frame: dict[str, Any]) -> None:
         assert self.principal is not None
+        if not self.principal.has("write"):
+            raise Problem(403, f"the key {self.principal.name!r} lacks the 'write' scope", slug="forbidden")
         await self.ctx.tasks.respond(
             self.principal, frame["session_id"], frame["task_id"], frame["ask_id"], frame["approve"], frame.get("text")
         )

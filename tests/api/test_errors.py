@@ -50,7 +50,7 @@ async def test_malformed_json_is_400(api: Api) -> None:
 @pytest.mark.gen_test(timeout=10)
 async def test_body_schema_violation_is_422_with_pointers(api: Api) -> None:
     """Every schema failure in the body is listed with a pointer into /body."""
-    r = await api.post(SESSIONS, {"name": "", "mode": "wizard", "auto_approve": {"write": "yes"}})
+    r = await api.post(SESSIONS, {"name": "", "mode": "Wizard!", "auto_approve": {"write": "yes"}})
     doc = assert_problem(r, 422)
     assert doc["type"] == "urn:roo-daemon:problem:validation"
     assert set(pointers(doc)) == {"/body/name", "/body/mode", "/body/auto_approve/write"}

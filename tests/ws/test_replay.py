@@ -164,18 +164,18 @@ async def test_event_committed_before_the_replay_but_fanned_out_after_is_sent_on
     session = await api.session()
     ws = await ws_connect()
     late: list = []
-    write = ctx.db.write
+    write_row = ctx.db.write_row
 
-    def delaying_write(fn, after=None):  # commit now, fan out when the test says so
-        return write(fn, after=(lambda: late.append(after)) if after is not None else None)
+    def delaying_write_row(sql, row, after=None):  # commit now, fan out when the test says so
+        return write_row(sql, row, after=(lambda: late.append(after)) if after is not None else None)
 
-    ctx.db.write = delaying_write
+    ctx.db.write_row = delaying_write_row
     try:
         fut = ctx.bus.publish("test.late", {"n": 1}, session_id=session["id"], owner="local")
         await fut  # committed: a replay can read it; not fanned out yet
         seq = ctx.bus.last_seq
     finally:
-        ctx.db.write = write
+        ctx.db.write_row = write_row
     assert len(late) == 1
 
     await subscribe(ws, "s", session_id=session["id"], after=0)

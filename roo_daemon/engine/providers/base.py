@@ -28,7 +28,15 @@ class Usage:
     cost_usd: float = 0.0
 
 
-Chunk = TextDelta | ToolCall | Usage
+@dataclass(frozen=True, slots=True)
+class StreamReset:
+    """The provider restarted a stream that broke midway: the consumer drops
+    this turn's text and tool calls received so far."""
+
+    reason: str
+
+
+Chunk = TextDelta | ToolCall | Usage | StreamReset
 
 
 @dataclass
@@ -36,6 +44,10 @@ class ProviderRequest:
     system: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # How many requests this task made before this one. The scripted provider
+    # plays turn ``turn``: counting assistant messages breaks once the
+    # context window has dropped some.
+    turn: int = 0
 
 
 class ProviderError(Exception):

@@ -2,19 +2,23 @@
 
 Deterministic and offline, for demos and tests; it is labelled
 ``provider_kind: scripted`` on every session, task and message it touches.
-Turn *n* of the script answers the *n*-th request of a task (counted from the
-assistant turns already in the conversation). A turn may hold:
+Turn *n* of the script answers the *n*-th request of a task. A turn may hold:
 
 ``text``        streamed as deltas of ``chunk_chars`` characters
 ``tool_calls``  ``[{name, args}]``, sent after the text
 ``usage``       ``{tokens_in, tokens_out, cache_reads, cache_writes, cost_usd}``
 ``hang: true``  after the text, wait until cancelled (for cancellation demos)
 ``error``       fail the request with this message
+
+A profile may also hold ``scripts: [{match: REGEX, turns: [...]}]``: the
+first whose regex matches the task's first message plays, else ``turns``.
+That lets one profile script a parent task and the subtask it creates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -32,8 +36,12 @@ class ScriptedProvider:
         self.name = name
         self.model = "script"
         self.chunk_chars = int(profile.get("chunk_chars", 24))
+        self.context_window: int | None = profile.get("context_window")
+        self.max_tokens: int | None = None
         if "turns" in profile:
             turns = profile["turns"]
+        elif "scripts" in profile:
+            turns = []
         elif profile.get("script"):
             path = Path(config_dir, profile["script"]).expanduser()
             turns = yaml.safe_load(path.read_text(encoding="utf-8"))["turns"]
@@ -41,12 +49,21 @@ class ScriptedProvider:
             text = resources.files("roo_daemon.engine.providers").joinpath("demo_script.yaml").read_text()
             turns = yaml.safe_load(text)["turns"]
         self.turns: list[dict[str, Any]] = list(turns)
+        self.scripts = [(re.compile(x["match"]), list(x["turns"])) for x in profile.get("scripts", [])]
+
+    def _turns_for(self, request: ProviderRequest) -> list[dict[str, Any]]:
+        first = request.messages[0]["content"] if request.messages else ""
+        for pattern, turns in self.scripts:
+            if pattern.search(first):
+                return turns
+        return self.turns
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[Chunk]:
-        index = sum(1 for m in request.messages if m["role"] == "assistant")
-        if index >= len(self.turns):
+        turns = self._turns_for(request)
+        index = request.turn
+        if index >= len(turns):
             raise ProviderError(f"scripted provider {self.name!r}: script has no turn {index + 1}")
-        turn = self.turns[index]
+        turn = turns[index]
         if "error" in turn:
             raise ProviderError(str(turn["error"]))
         text = str(turn.get("text", ""))

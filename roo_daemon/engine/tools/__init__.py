@@ -2,12 +2,15 @@
 auto-approval), a JSON Schema for its arguments, and an async ``run``."""
 
 from roo_daemon.engine.tools.base import Tool, ToolOutcome, ToolRegistry
+from roo_daemon.engine.tools.command import COMMAND_TOOLS
 from roo_daemon.engine.tools.control import CONTROL_TOOLS
+from roo_daemon.engine.tools.edit import EDIT_TOOLS
 from roo_daemon.engine.tools.files import FILE_TOOLS
+from roo_daemon.engine.tools.search import SEARCH_TOOLS
 
 
 def default_registry() -> ToolRegistry:
-    return ToolRegistry([*CONTROL_TOOLS, *FILE_TOOLS])
+    return ToolRegistry([*CONTROL_TOOLS, *FILE_TOOLS, *SEARCH_TOOLS, *EDIT_TOOLS, *COMMAND_TOOLS])
 
 
 __all__ = ["Tool", "ToolOutcome", "ToolRegistry", "default_registry"]

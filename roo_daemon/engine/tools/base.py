@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 
 from roo_daemon.engine.base import TaskContext
+from roo_daemon.engine.calls import current_call_id
 from roo_daemon.engine.providers.base import ToolCall
 
 # Roo-Code's wording (formatResponse.toolDenied / toolDeniedWithFeedback).
@@ -23,6 +24,8 @@ class ToolOutcome:
     content: str
     is_error: bool = False
     completed: bool = False  # attempt_completion: the task is done, ``content`` is the result
+    mistake: bool = False  # counts toward the consecutive-mistake limit (bad call, refused tool, failed edit)
+    denied: bool = False  # the user rejected it: the rest of the message's calls are skipped
 
 
 class ToolError(Exception):
@@ -57,27 +60,57 @@ class ToolRegistry:
     def __init__(self, tools: list[Tool]) -> None:
         self.tools = {t.name: t for t in tools}
 
-    def specs(self) -> list[dict[str, Any]]:
-        return [t.spec() for t in self.tools.values()]
+    def specs(self, mode: Any = None) -> list[dict[str, Any]]:
+        """Tool definitions for the provider: only those the mode allows."""
+        return [t.spec() for t in self.tools.values() if mode is None or mode.allows(t.name)]
 
-    async def execute(self, ctx: TaskContext, call: ToolCall) -> ToolOutcome:
+    async def execute(self, ctx: TaskContext, call: ToolCall, mode: Any = None) -> ToolOutcome:
         """Check, approve and run one call, with its events. Every failure
-        becomes an error outcome the model sees; only cancellation escapes."""
-        await ctx.emit("tool.call", {"id": call.id, "tool": call.name, "args": call.args})
-        outcome = await self._execute(ctx, call)
-        await ctx.emit(
+        becomes an error outcome the model sees; only cancellation escapes.
+        The events are published without waiting for their commit: the log
+        keeps their order, and the task's next status change waits for all."""
+        ctx.publish("tool.call", {"id": call.id, "tool": call.name, "args": call.args})
+        token = current_call_id.set(call.id)  # tool.output events name the call they belong to
+        try:
+            outcome = await self._execute(ctx, call, mode)
+        finally:
+            current_call_id.reset(token)
+        ctx.publish(
             "tool.result",
             {"id": call.id, "tool": call.name, "is_error": outcome.is_error, "content": outcome.content[:4000]},
         )
         return outcome
 
-    async def _execute(self, ctx: TaskContext, call: ToolCall) -> ToolOutcome:
+    async def skip(self, ctx: TaskContext, call: ToolCall, text: str) -> ToolOutcome:
+        """Record a call that is not run (an earlier one in its message was rejected)."""
+        ctx.publish("tool.call", {"id": call.id, "tool": call.name, "args": call.args})
+        ctx.publish("tool.result", {"id": call.id, "tool": call.name, "is_error": True, "content": text})
+        return ToolOutcome(text, is_error=True)
+
+    async def _execute(self, ctx: TaskContext, call: ToolCall, mode: Any) -> ToolOutcome:
         tool = self.tools.get(call.name)
         if tool is None:
-            return ToolOutcome(f"Unknown tool {call.name!r}. Available tools: {', '.join(self.tools)}.", is_error=True)
+            return ToolOutcome(
+                f"Unknown tool {call.name!r}. Available tools: {', '.join(self.tools)}.", is_error=True, mistake=True
+            )
+        if mode is not None and not mode.allows(tool.name):
+            # Roo's wording (validateToolUse).
+            return ToolOutcome(f'Tool "{tool.name}" is not allowed in {mode.slug} mode.', is_error=True, mistake=True)
+        if "__invalid_json__" in call.args:  # the provider could not parse the model's arguments
+            raw = str(call.args["__invalid_json__"])[:200]
+            return ToolOutcome(
+                f"Invalid arguments for {call.name}: not valid JSON ({raw!r}). Retry with complete JSON arguments.",
+                is_error=True,
+                mistake=True,
+            )
         problem = tool.check(call.args)
         if problem:
-            return ToolOutcome(f"Invalid arguments for {call.name}: {problem}", is_error=True)
+            return ToolOutcome(f"Invalid arguments for {call.name}: {problem}", is_error=True, mistake=True)
+        target = call.args.get("path", call.args.get("file_path"))  # search_replace says file_path
+        if mode is not None and tool.group == "edit" and isinstance(target, str):
+            refusal = mode.edit_refusal(target)
+            if refusal:
+                return ToolOutcome(refusal, is_error=True, mistake=True)
         try:
             if tool.approval is not None:
                 ask = await tool.approval(ctx, call.args)
@@ -85,7 +118,10 @@ class ToolRegistry:
                     answer = await ctx.ask(ask.pop("kind", "tool"), tool=call.name, args=call.args, **ask)
                     if not answer.approve:
                         text = DENIED_WITH_FEEDBACK.format(answer.text) if answer.text else DENIED
-                        return ToolOutcome(text, is_error=True)
-            return await tool.run(ctx, call.args)
+                        return ToolOutcome(text, is_error=True, denied=True)
+            outcome = await tool.run(ctx, call.args)
         except ToolError as e:
-            return ToolOutcome(str(e), is_error=True)
+            outcome = ToolOutcome(str(e), is_error=True)
+        if outcome.is_error and tool.group == "edit":
+            outcome.mistake = True  # a failed edit counts, as in Roo
+        return outcome

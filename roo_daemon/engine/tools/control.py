@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from roo_daemon.engine.base import TaskContext
-from roo_daemon.engine.tools.base import Tool, ToolOutcome
+from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
 
 _TODO_LINE = re.compile(r"^\s*(?:[-*]\s*)?\[( |x|X|-|~)\]\s*(.+?)\s*$")
 _TODO_STATUS = {" ": "pending", "x": "completed", "X": "completed", "-": "in_progress", "~": "in_progress"}
@@ -30,6 +30,39 @@ def parse_todos(markdown: str) -> list[dict[str, str]]:
         if m:
             todos.append({"content": m.group(2), "status": _TODO_STATUS[m.group(1)]})
     return todos
+
+
+async def _switch_mode(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
+    slug = args["mode_slug"]
+    if slug not in ctx.modes:
+        raise ToolError(f"Invalid mode: {slug}. Available modes: {', '.join(ctx.modes)}")
+    if slug == ctx.task.mode:
+        return ToolOutcome(f"Already in {ctx.modes[slug].name} mode.")
+    await ctx.switch_mode(slug, args.get("reason", ""))
+    reason = f" because: {args['reason']}" if args.get("reason") else ""
+    return ToolOutcome(
+        f"Successfully switched from {ctx.modes[ctx.previous_mode].name} mode to {ctx.modes[slug].name} mode{reason}."
+    )
+
+
+async def _approve_mode_switch(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:
+    return None if ctx.session.auto_approve.get("mode_switch") else {"kind": "tool"}
+
+
+async def _new_task(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
+    mode = args["mode"]
+    if mode not in ctx.modes:
+        raise ToolError(f"Invalid mode: {mode}. Available modes: {', '.join(ctx.modes)}")
+    todos = parse_todos(args.get("todos") or "")
+    answer = await ctx.run_subtask(mode, args["message"], todos)
+    if not answer.approve:
+        raise ToolError(f"Subtask did not complete: {answer.text or 'no result'}")
+    # Roo resumes the parent with the child's result as the tool's answer.
+    return ToolOutcome(f"Subtask completed with result:\n{answer.text or ''}")
+
+
+async def _approve_subtask(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:
+    return None if ctx.session.auto_approve.get("subtasks") else {"kind": "tool"}
 
 
 async def _update_todo_list(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
@@ -85,5 +118,35 @@ CONTROL_TOOLS = [
             "additionalProperties": False,
         },
         _update_todo_list,
+    ),
+    Tool(
+        "switch_mode",
+        "modes",
+        "Request to switch to a different mode (code, architect, ask, debug, orchestrator or a custom one).",
+        {
+            "type": "object",
+            "properties": {"mode_slug": {"type": "string", "minLength": 1}, "reason": {"type": "string"}},
+            "required": ["mode_slug"],
+            "additionalProperties": False,
+        },
+        _switch_mode,
+        _approve_mode_switch,
+    ),
+    Tool(
+        "new_task",
+        "modes",
+        "Create a subtask in the given mode with the given instructions; you resume with its result.",
+        {
+            "type": "object",
+            "properties": {
+                "mode": {"type": "string", "minLength": 1},
+                "message": {"type": "string", "minLength": 1},
+                "todos": {"type": "string"},
+            },
+            "required": ["mode", "message"],
+            "additionalProperties": False,
+        },
+        _new_task,
+        _approve_subtask,
     ),
 ]

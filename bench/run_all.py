@@ -1,0 +1,148 @@
+"""Run every benchmark of ``bench/`` once, one after another, and print a
+table of the figures (Markdown, as README.md's Performance section holds
+it), then each benchmark's full JSON report.
+
+    python bench/run_all.py [--json results.json]
+
+Each benchmark runs in its own process, so one's daemon never shares memory
+or a loop with another's. Takes about three minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+
+def run(script: str, *args: str) -> dict:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, cwd=BENCH, timeout=900
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout)
+    report["wall_seconds"] = round(time.monotonic() - started, 1)
+    print(f"  {script}: done in {report['wall_seconds']} s", file=sys.stderr)
+    return report
+
+
+def machine_description() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor() or platform.machine(),
+    )
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line)
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB RAM; Linux {platform.release()}; "
+        f"Python {platform.python_version()}"
+    )
+
+
+Row = tuple[str, str, str, Callable[[], bool]]
+
+
+def rows(r: dict[str, dict]) -> list[Row]:
+    rest, fan, log, mem, ss = r["rest"], r["fanout"], r["eventlog"], r["memory"], r["startstop"]
+    phases = fan["phases"]
+    out: list[Row] = [
+        (
+            "REST `GET /api/v1/sessions/{id}` vs bare Tornado (rps ratio)",
+            f"{rest['ratio']:.2f} ({rest['roo_daemon_rps']:.0f} vs {rest['bare_tornado_rps']:.0f} rps)",
+            "≥ 0.6",
+            lambda: rest["ratio"] >= 0.6,
+        ),
+        (
+            f"WebSocket fan-out to {fan['subscribers']} subscribers: messages/s delivered (burst)",
+            f"{phases['burst']['messages_per_second']:,}",
+            "≥ 50,000",
+            lambda: phases["burst"]["messages_per_second"] >= 50_000,
+        ),
+    ]
+    for name, phase in phases.items():
+        if name.startswith("paced@"):
+            offered = float(name.removeprefix("paced@")) * fan["subscribers"]
+            out.append(
+                (
+                    f"fan-out p99 delivery delay at {offered:,.0f} messages/s offered",
+                    f"{phase['delay_p99_ms']:,.0f} ms (p50 {phase['delay_p50_ms']:,.0f} ms)",
+                    "≤ 100 ms",
+                    lambda phase=phase: phase["delay_p99_ms"] <= 100,
+                )
+            )
+    out += [
+        (
+            "event log: durable appends/s while replaying to a reconnecting client",
+            f"{log['events_per_second_while_replaying']:,} (alone {log['events_per_second_alone']:,}; "
+            f"ratio {log['ratio_replaying_vs_alone']:.2f})",
+            "≥ 20,000",
+            lambda: log["events_per_second_while_replaying"] >= 20_000,
+        ),
+        (
+            "resident memory per idle session",
+            f"{mem['kb_per_session']:.1f} KB",
+            "≤ 20 KB",
+            lambda: mem["kb_per_session"] <= 20,
+        ),
+        (
+            "resident memory per idle WebSocket connection",
+            f"{mem['kb_per_connection']:.1f} KB",
+            "≤ 64 KB",
+            lambda: mem["kb_per_connection"] <= 64,
+        ),
+        (
+            "time to READY=1 (median / max of runs)",
+            f"{ss['ready_median_seconds']:.2f} s / {ss['ready_max_seconds']:.2f} s",
+            "≤ 1 s",
+            lambda: ss["ready_max_seconds"] <= 1,
+        ),
+        (
+            "time to exit after SIGTERM with 100 idle WebSockets (median / max)",
+            f"{ss['exit_median_seconds']:.2f} s / {ss['exit_max_seconds']:.2f} s",
+            "≤ 1 s",
+            lambda: ss["exit_max_seconds"] <= 1,
+        ),
+    ]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--json", help="also write every report to this file")
+    a = p.parse_args()
+    print("running the benchmarks (about three minutes)...", file=sys.stderr)
+    results = {
+        "rest": run("rest_ratio.py"),
+        "fanout": run("ws_fanout.py"),
+        "eventlog": run("eventlog_replay.py"),
+        "memory": run("memory.py"),
+        "startstop": run("startstop.py"),
+    }
+    print(f"Machine: {machine_description()}")
+    print("Command: `python bench/run_all.py`")
+    print()
+    print("| benchmark | result | target | met |")
+    print("| --- | --- | --- | --- |")
+    for what, figure, target, met in rows(results):
+        print(f"| {what} | {figure} | {target} | {'yes' if met() else '**no**'} |")
+    print()
+    print(json.dumps(results, indent=2))
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""What the HTTP providers share: the profile's settings, the API key from
+the environment, the attempt loop (retries, stream resets, the deadline),
+cost, and metrics. A subclass supplies only its wire format: the URL, the
+headers, the request body, and a parser from SSE events to chunks.
+
+One request = one model turn. Its attempts share one overall deadline
+(``request_timeout_seconds``), so a request never takes longer than that,
+whatever the server does. An attempt that broke after some of its output was
+yielded is announced with :class:`StreamReset` before the next attempt, and
+usage is yielded once, at the end of the attempt that completed, so neither
+text nor tokens are counted twice.
+
+API keys are read from the environment at each request (an unset variable
+fails that request with a clear error; the daemon still starts, and logs a
+warning, so one profile's missing key does not take the others down). A key
+is sent only in its header, and scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from roo_daemon.engine.providers.base import (
+    Chunk,
+    ProviderError,
+    ProviderRequest,
+    StreamReset,
+    Usage,
+)
+from roo_daemon.engine.providers.http import DeadlineExceeded, StreamingPost, TransportError
+from roo_daemon.engine.providers.pricing import Prices
+from roo_daemon.engine.providers.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from roo_daemon.engine.providers.sse import SseEvent, SseParser
+
+log = logging.getLogger("roo_daemon.providers")
+
+ERROR_BODY_MAX_BYTES = 65536
+ERROR_TEXT_MAX_CHARS = 500
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 600.0
+DEFAULT_IDLE_TIMEOUT_SECONDS = 300.0
+
+
+class WireError(Exception):
+    """The stream itself reported or showed a failure (an ``error`` event,
+    malformed data, an early end). ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCounts:
+    """A turn's usage as the wire reported it, before pricing. ``tokens_in``
+    excludes the cached parts (see :mod:`pricing`)."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_reads: int = 0
+    cache_writes: int = 0
+    reported_cost_usd: float | None = None  # some gateways (OpenRouter) report the cost themselves
+
+
+class TurnParser(Protocol):
+    done: bool  # the wire format's end marker arrived: stop reading
+
+    def feed(self, event: SseEvent) -> list[Chunk]:
+        """Chunks completed by this event; raises :class:`WireError`."""
+
+    def finish(self) -> TokenCounts:
+        """At the end of the body: the usage, or :class:`WireError` if the turn is incomplete."""
+
+
+@dataclass(slots=True)
+class _Failure:
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+
+
+class HttpProvider:
+    """Base of the network providers (``kind`` openai and anthropic)."""
+
+    kind: ClassVar[str]
+    default_base_url: ClassVar[str]
+    default_max_tokens: ClassVar[int | None] = None
+    default_context_window: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        name: str,
+        profile: dict[str, Any],
+        metrics: Any = None,
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.model = str(profile["model"])
+        self.base_url = str(profile.get("base_url") or self.default_base_url).rstrip("/")
+        self.api_key_env: str | None = profile.get("api_key_env")
+        self.extra_headers = {str(k): str(v) for k, v in (profile.get("headers") or {}).items()}
+        self.max_tokens: int | None = profile.get("max_tokens") or self.default_max_tokens
+        self.temperature: float | None = profile.get("temperature")
+        self.context_window: int | None = profile.get("context_window") or self.default_context_window
+        self.prices = Prices.from_config(profile.get("prices"))
+        self.request_timeout = float(profile.get("request_timeout_seconds") or DEFAULT_REQUEST_TIMEOUT_SECONDS)
+        self.idle_timeout = float(profile.get("idle_timeout_seconds") or DEFAULT_IDLE_TIMEOUT_SECONDS)
+        self.retry = RetryPolicy.from_profile(profile)
+        self.metrics = metrics
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._wall_clock = wall_clock
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            log.warning(
+                "provider %r: environment variable %s (api_key_env) is not set; its requests will fail",
+                name,
+                self.api_key_env,
+            )
+
+    # The wire format, per kind.
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        raise NotImplementedError
+
+    def body(self, request: ProviderRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parser(self) -> TurnParser:
+        raise NotImplementedError
+
+    # The request.
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[Chunk]:
+        started = time.monotonic()
+        outcome = "error"
+        usage: Usage | None = None
+        try:
+            async for chunk in self._attempts(request):
+                if isinstance(chunk, Usage):
+                    usage = chunk
+                yield chunk
+            outcome = "ok"
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "cancelled"
+            raise
+        finally:
+            self._record(outcome, time.monotonic() - started, usage)
+
+    async def _attempts(self, request: ProviderRequest) -> AsyncIterator[Chunk]:
+        api_key = self._api_key()
+        headers = self.headers(api_key)
+        payload = json.dumps(self.body(request), ensure_ascii=False).encode()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            post = StreamingPost(self.url(), headers, payload, idle_timeout=self.idle_timeout, deadline=deadline)
+            yielded = False
+            failure: _Failure
+            try:
+                status = await post.start()
+                if not 200 <= status < 300:
+                    text = _error_text(await post.read_body(ERROR_BODY_MAX_BYTES))
+                    failure = _Failure(
+                        f"HTTP {status}: {text}",
+                        is_retryable_status(status),
+                        parse_retry_after(post.headers, self._wall_clock()),
+                    )
+                elif post.headers.get("Content-Type", "").startswith("application/json"):
+                    text = _error_text(await post.read_body(ERROR_BODY_MAX_BYTES))
+                    raise WireError(f"expected an event stream, got a JSON body: {text}", retryable=False)
+                else:
+                    parser = self.parser()
+                    async for chunk in self._read_turn(post, parser):
+                        yielded = True
+                        yield chunk
+                    yield self._priced(parser.finish())
+                    return
+            except WireError as e:
+                failure = _Failure(str(e), e.retryable)
+            except TransportError as e:
+                failure = _Failure(str(e), True)
+            except DeadlineExceeded:
+                raise ProviderError(
+                    self._message(
+                        f"no complete answer within request_timeout_seconds={self.request_timeout:g}", attempt
+                    )
+                ) from None
+            finally:
+                post.abort()
+            if not failure.retryable:
+                raise ProviderError(self._message(failure.message, attempt, api_key))
+            if attempt > self.retry.max_retries:
+                raise ProviderError(self._message(f"{failure.message}; retries exhausted", attempt, api_key))
+            delay = self.retry.delay(attempt - 1, failure.retry_after, self._rng)
+            if loop.time() + delay >= deadline:
+                raise ProviderError(
+                    self._message(
+                        f"{failure.message}; the next attempt (in {delay:g} s) would pass "
+                        f"request_timeout_seconds={self.request_timeout:g}",
+                        attempt,
+                        api_key,
+                    )
+                )
+            reason = _redact(failure.message, api_key)
+            log.warning(
+                "provider %r (%s): attempt %d failed (%s); retrying in %.2f s",
+                self.name,
+                self.model,
+                attempt,
+                reason,
+                delay,
+            )
+            if self.metrics is not None:
+                self.metrics.llm_retries.labels(self.name, self.model).inc()
+            if yielded:
+                yield StreamReset(reason)
+            await self._sleep(delay)
+
+    async def _read_turn(self, post: StreamingPost, parser: TurnParser) -> AsyncIterator[Chunk]:
+        sse = SseParser()
+        while not parser.done:
+            data = await post.next_chunk()
+            events = sse.feed(data) if data is not None else sse.close()
+            for event in events:
+                for chunk in parser.feed(event):
+                    yield chunk
+                if parser.done:
+                    return
+            if data is None:
+                return
+
+    def _api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ProviderError(
+                f"{self.kind} provider {self.name!r}: environment variable {self.api_key_env} "
+                "(its api_key_env) is not set"
+            )
+        return key
+
+    def _priced(self, counts: TokenCounts) -> Usage:
+        if self.prices is not None:
+            cost = self.prices.cost(counts.tokens_in, counts.tokens_out, counts.cache_reads, counts.cache_writes)
+        else:
+            cost = counts.reported_cost_usd or 0.0
+        return Usage(counts.tokens_in, counts.tokens_out, counts.cache_reads, counts.cache_writes, cost)
+
+    def _message(self, problem: str, attempts: int, api_key: str | None = None) -> str:
+        where = f"{self.kind} provider {self.name!r} (model {self.model})"
+        tail = f" (after {attempts} attempt{'' if attempts == 1 else 's'})"
+        return _redact(f"{where}: {problem}{tail}", api_key)
+
+    def _record(self, outcome: str, seconds: float, usage: Usage | None) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        m.llm_requests.labels(self.name, self.model, outcome).inc()
+        m.llm_request_duration.labels(self.name, self.model).observe(seconds)
+        if usage is None:
+            return
+        for kind, count in (
+            ("input", usage.tokens_in),
+            ("output", usage.tokens_out),
+            ("cache_read", usage.cache_reads),
+            ("cache_write", usage.cache_writes),
+        ):
+            if count:
+                m.llm_tokens.labels(self.name, self.model, kind).inc(count)
+        if usage.cost_usd:
+            m.llm_cost.labels(self.name, self.model).inc(usage.cost_usd)
+
+
+def parse_arguments(text: str) -> dict[str, Any]:
+    """A tool call's arguments. Invalid JSON (a model's slip, or output cut
+    at max_tokens) is passed on under ``__invalid_json__``: the tool's schema
+    check then rejects the call, and the model sees a tool error, as with any
+    bad call, instead of the whole task failing."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"__invalid_json__": text[:2000]}
+    return value if isinstance(value, dict) else {"__invalid_json__": text[:2000]}
+
+
+def _error_text(body: bytes) -> str:
+    """The provider's own error message from an error body: OpenAI and
+    Anthropic ``{"error": {"message"}}``, Ollama ``{"error": "..."}``, vLLM
+    ``{"message"}``, FastAPI ``{"detail"}``; else the start of the text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        error = doc.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            kind = error.get("type") or error.get("code")
+            if message:
+                text = f"{kind}: {message}" if isinstance(kind, str) and kind else str(message)
+        elif isinstance(error, str) and error:
+            text = error
+        elif isinstance(doc.get("message"), str):
+            text = doc["message"]
+        elif doc.get("detail"):
+            text = str(doc["detail"])
+    text = " ".join(text.split())
+    if len(text) > ERROR_TEXT_MAX_CHARS:
+        text = text[:ERROR_TEXT_MAX_CHARS] + "..."
+    return text or "(empty body)"
+
+
+def _redact(text: str, api_key: str | None) -> str:
+    return text.replace(api_key, "[redacted]") if api_key else text
