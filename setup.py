@@ -37,6 +37,9 @@ setup(
             "tornado-openapi3>=1.2",
             "openapi-spec-validator>=0.7",
             "ruff>=0.6",
+            # tests/security/test_fuzz.py (slow): property-based fuzzing of the
+            # live daemon from openapi.yaml; its v4 CLI is what the test drives.
+            "schemathesis>=4.0,<5",
         ],
         # locustfile.py: locust drives REST users; websocket-client gives its
         # WebSocket users a blocking client that locust's gevent makes cooperative.

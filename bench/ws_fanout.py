@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -158,6 +159,7 @@ async def run(args: argparse.Namespace) -> dict:
     from roo_daemon.server import Daemon
 
     setup_logging("warning", "json")
+    logging.getLogger().handlers[0].setStream(sys.stderr)  # type: ignore[attr-defined]  # stdout is the report
     tmp = tempfile.TemporaryDirectory(prefix="roo-bench-fanout-")
     overrides: dict = {"server.port": 0, "store.data_dir": f"{tmp.name}/data", "websocket.ping_interval_seconds": 0}
     for section, values in unlimited().items():

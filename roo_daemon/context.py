@@ -69,6 +69,7 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
         mistake_limit=engine_cfg["consecutive_mistake_limit"],
         config_modes=engine_cfg["custom_modes"],
         custom_instructions=engine_cfg["custom_instructions"],
+        delta_window=engine_cfg["delta_coalesce_ms"] / 1000,
     )
     task_store = TaskStore(db)
     runner = TaskRunner(bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, cfg["tools"])

@@ -47,6 +47,11 @@ class Daemon:
 
     async def start(self) -> None:
         started = time.monotonic()
+        # Socket activation: systemd bound the port for us. Checked before the
+        # store is opened, so a wrong socket fails the start at once.
+        adopted = listen_fds()
+        if adopted:
+            check_exposure(adopted, bool(self.cfg["auth"]["keys"]))
         self.ctx = ctx = await open_context(self.cfg)
         server_cfg = self.cfg["server"]
         # Tornado's own cap is a backstop well above ours: the handlers answer
@@ -60,9 +65,7 @@ class Daemon:
             idle_connection_timeout=server_cfg["idle_timeout_seconds"],
             body_timeout=server_cfg["body_timeout_seconds"],
         )
-        adopted = listen_fds()  # socket activation: systemd bound the port for us
         if adopted:
-            check_exposure(adopted, bool(self.cfg["auth"]["keys"]))
             self._sockets = adopted
             where = ", ".join(describe(s) for s in adopted)
         else:

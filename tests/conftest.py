@@ -58,6 +58,8 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
         "store.data_dir": str(tmp_path / "data"),
         "workspaces.roots": [str(roots)],
         "websocket.ping_interval_seconds": 0,
+        # One message.delta per provider delta: tests count and order them.
+        "engine.delta_coalesce_ms": 0,
     }
     for section, values in sections.items():
         for key, value in values.items():

@@ -18,6 +18,7 @@ from typing import Any
 
 from roo_daemon.engine import context_window
 from roo_daemon.engine.base import TaskContext, TaskFailure
+from roo_daemon.engine.coalesce import DEFAULT_WINDOW_SECONDS, DeltaCoalescer
 from roo_daemon.engine.modes import Mode, ModeError, available_modes
 from roo_daemon.engine.prompts import environment_details, system_prompt
 from roo_daemon.engine.providers.base import (
@@ -54,6 +55,7 @@ class AgentLoop:
         mistake_limit: int = 3,
         config_modes: list[dict[str, Any]] | None = None,
         custom_instructions: str = "",
+        delta_window: float = DEFAULT_WINDOW_SECONDS,
     ) -> None:
         self.providers = providers
         self.tools = tools
@@ -61,6 +63,7 @@ class AgentLoop:
         self.mistake_limit = mistake_limit
         self.config_modes = config_modes or []
         self.custom_instructions = custom_instructions
+        self.delta_window = delta_window
 
     async def run(self, ctx: TaskContext) -> str:
         provider = self.providers.get(ctx.task.provider)
@@ -172,12 +175,15 @@ class AgentLoop:
         parts: list[str] = []
         calls: list[ToolCall] = []
         usage: Usage | None = None
+        deltas = DeltaCoalescer(ctx.publish, self.delta_window)
         try:
             async for chunk in provider.stream(request):
                 if isinstance(chunk, TextDelta):
                     parts.append(chunk.text)
-                    ctx.publish("message.delta", {"text": chunk.text})
-                elif isinstance(chunk, ToolCall):
+                    deltas.add(chunk.text)
+                    continue
+                deltas.flush()
+                if isinstance(chunk, ToolCall):
                     calls.append(chunk)
                 elif isinstance(chunk, Usage):
                     usage = chunk
@@ -189,7 +195,12 @@ class AgentLoop:
                     calls.clear()
                     ctx.publish("message.reset", {"reason": chunk.reason})
         except ProviderError as e:
+            deltas.discard()
             raise TaskFailure("provider_error", str(e)) from None
+        except BaseException:
+            deltas.discard()
+            raise
+        deltas.flush()
         text = "".join(parts)
         if text:
             ctx.publish("message", {"role": "assistant", "text": text, "provider_kind": provider.kind})

@@ -86,6 +86,8 @@ class Subscription:
 
 class EventSocket(WebSocketHandler, ProblemWriter):
     route = "/ws"
+    # Only the upgrade GET: any other method is 405 with ``Allow: GET``.
+    SUPPORTED_METHODS = ("GET",)  # type: ignore[assignment]
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx

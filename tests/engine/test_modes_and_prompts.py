@@ -101,3 +101,32 @@ def test_context_window_arithmetic_and_whole_turn_truncation():
     # No tool result is left without its call.
     calls = {c["id"] for m in kept if m["role"] == "assistant" for c in m["tool_calls"]}
     assert all(m["tool_call_id"] in calls for m in kept if m["role"] == "tool")
+
+
+@pytest.mark.gen_test(timeout=5)
+async def test_deltas_are_coalesced_within_the_window():
+    import asyncio
+
+    from roo_daemon.engine.coalesce import DeltaCoalescer
+
+    published: list[str] = []
+    out = asyncio.Event()
+
+    def publish(name: str, data: dict) -> None:
+        published.append(data["text"])
+        out.set()
+
+    c = DeltaCoalescer(publish, window=0.01, max_chars=10)
+    for piece in ("a", "b", "c"):
+        c.add(piece)
+    assert published == []  # held within the window
+    c.add("0123456789")  # past max_chars: out at once, in order
+    assert published == ["abc0123456789"]
+    out.clear()
+    c.add("x")
+    await asyncio.wait_for(out.wait(), 2)  # the window's timer publishes what is left
+    assert published == ["abc0123456789", "x"]
+    c.add("y")
+    c.discard()
+    c.flush()
+    assert published == ["abc0123456789", "x"]

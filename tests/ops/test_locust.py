@@ -24,7 +24,10 @@ def test_short_locust_run_has_no_failures(ops_daemon: OpsDaemonFactory, tmp_path
     if importlib.util.find_spec("locust") is None or importlib.util.find_spec("websocket") is None:
         pytest.skip("locust is not installed: pip install -e '.[load]' (.ci/run does)")
     key = {"name": "load", "sha256": hashlib.sha256(KEY.encode()).hexdigest(), "scopes": ["read", "write"]}
-    d = ops_daemon(auth={"keys": [key]}, log={"level": "warning", "format": "json"})
+    # One key is one principal: its rate limits would turn the load into 429s.
+    unlimited = {"rate": 0, "burst": 1}
+    limits = {name: unlimited for name in ("read", "write", "task_create", "ws_frames")}
+    d = ops_daemon(auth={"keys": [key]}, log={"level": "warning", "format": "json"}, limits=limits)
     port = d.start_notified(short_tmp)  # at `warning` there is no "listening on" line to wait for
     proc = subprocess.run(
         [
