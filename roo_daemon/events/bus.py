@@ -32,6 +32,7 @@ class Event:
     task_id: str | None
     owner: str | None
     frame: str  # the serialised envelope: encoded once, sent to every subscriber as is
+    wire: bytes | None = None  # the WebSocket frame, built by the first subscriber that sends it
 
 
 class Subscriber(Protocol):

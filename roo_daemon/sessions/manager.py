@@ -142,7 +142,11 @@ class SessionManager:
 
     def _existing_workspace(self, given: str) -> str:
         """Runs in a thread: it touches the file system."""
-        path = Path(given).expanduser()
+        try:
+            path = Path(given).expanduser()
+        except RuntimeError:  # "~name" for a user this system does not know (found by fuzzing: was a 500)
+            message = "names the home directory of an unknown user"
+            raise validation_problem([{"pointer": "/body/workspace", "message": message}]) from None
         problem = None
         if not path.is_absolute():
             problem = "must be an absolute path"

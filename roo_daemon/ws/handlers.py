@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import IOLoop
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketHandler
 
 from roo_daemon.api.base import ProblemWriter, authenticate
 from roo_daemon.auth import Principal
@@ -37,6 +39,44 @@ log = logging.getLogger("roo_daemon.ws")
 REPLAY_PAGE = 1000
 HELD_PER_QUEUE_SLOT = 16  # live events held during a replay, per send_queue_max slot
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class _Flusher:
+    """One loop callback per turn flushes every connection that queued
+    frames in it: fanning an event out to a thousand clients schedules one
+    callback, not a thousand."""
+
+    def __init__(self) -> None:
+        self._dirty: list[EventSocket] = []
+        self._loop: IOLoop | None = None
+
+    def mark(self, conn: EventSocket) -> None:
+        loop = IOLoop.current()
+        if loop is not self._loop:  # a new loop (tests run one per test): start afresh
+            self._dirty, self._loop = [], loop
+        if not self._dirty:
+            loop.add_callback(self._flush)
+        self._dirty.append(conn)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn._flush_outbox()
+
+
+_FLUSHER = _Flusher()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed, final text frame (RFC 6455 5.2): what a
+    server sends. Built here so one event is framed once for all clients
+    (the daemon offers no permessage-deflate, so frames are never compressed)."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x81, n) + payload
+    if n <= 0xFFFF:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
 class FrameValidator:
@@ -94,6 +134,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self.principal: Principal | None = None
         self.subs: dict[str, Subscription] = {}
         self._unflushed = 0
+        self._outbox: list[bytes] = []
         self._room: asyncio.Event | None = None  # set when a replay may send again
         self._closed = False
         self._auth_timer: Any = None
@@ -316,10 +357,15 @@ class EventSocket(WebSocketHandler, ProblemWriter):
                         self._closed_for_lag()
                         return
                 elif not sent:
-                    self._send(event.frame)
+                    if event.wire is None:  # framed once, the same bytes for every subscriber
+                        event.wire = text_frame(event.frame.encode())
+                    self._send(event.wire)
                     sent = True
 
-    def _send(self, frame: str) -> None:
+    def _send(self, frame: str | bytes) -> None:
+        """Queue one frame (JSON text, or a ready wire frame). Frames queued
+        in one loop turn leave in one write: a commit's events to this
+        client cost one system call, not one each."""
         if self._closed:
             return
         if self._unflushed >= self.ctx.config["websocket"]["send_queue_max"]:
@@ -327,21 +373,33 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             log.info("closing a WebSocket client that cannot keep up (%d frames unsent)", self._unflushed)
             self._closed_for_lag()
             return
-        try:
-            fut = self.write_message(frame)
-        except WebSocketClosedError:
-            return
-        self.ctx.metrics.ws_sent.inc()
-        conn = self.ws_connection
-        if conn is not None and conn.stream is not None and conn.stream.writing():
-            # The socket did not take all of it: it waits for the client to read.
-            self._unflushed += 1
-            fut.add_done_callback(self._flushed)
-        else:
-            fut.add_done_callback(_seen)
+        self._outbox.append(frame if isinstance(frame, bytes) else text_frame(frame.encode()))
+        if len(self._outbox) == 1:
+            _FLUSHER.mark(self)
 
-    def _flushed(self, fut: Any) -> None:
-        self._unflushed -= 1
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self._flush_outbox()  # what was queued (an error that explains the close) goes first
+        super().close(code, reason)
+
+    def _flush_outbox(self) -> None:
+        out, self._outbox = self._outbox, []
+        conn = self.ws_connection
+        if not out or self._closed or conn is None or conn.stream is None or conn.is_closing():
+            return
+        try:
+            fut = conn.stream.write(b"".join(out))
+        except StreamClosedError:
+            return
+        self.ctx.metrics.ws_sent.inc(len(out))
+        if fut.done():
+            _seen(fut)
+        else:
+            # The socket did not take all of it: these frames wait for the client to read.
+            self._unflushed += len(out)
+            fut.add_done_callback(lambda f, n=len(out): self._flushed(f, n))
+
+    def _flushed(self, fut: Any, frames: int) -> None:
+        self._unflushed -= frames
         if self._room is not None and self._unflushed < max(1, self.ctx.config["websocket"]["send_queue_max"] // 2):
             self._room.set()
         _seen(fut)

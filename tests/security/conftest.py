@@ -21,7 +21,13 @@ TOKENS = {
     "root": "roo_root-0123456789abcdefghijklmnopqrstuvwxyzABCDE",
     "writer": "roo_writer-0123456789abcdefghijklmnopqrstuvwxyzAB",
 }
-SCOPES = {"alice": ["read", "write"], "bob": ["read", "write"], "reader": ["read"], "root": ["admin"], "writer": ["write"]}
+SCOPES = {
+    "alice": ["read", "write"],
+    "bob": ["read", "write"],
+    "reader": ["read"],
+    "root": ["admin"],
+    "writer": ["write"],
+}
 
 
 def auth_keys() -> list[dict[str, Any]]:

@@ -100,6 +100,7 @@ async def test_no_secret_reaches_logs_events_or_error_bodies(tmp_path: Path) -> 
         ws.close()
         page = await keep(alice.get(f"/api/v1/sessions/{session['id']}/tasks/{task['id']}/events?after=0"))
         bodies.append(json.dumps(frames).encode())
+        await keep(root.get(f"/api/v1/sessions/{session['id']}/tasks/{task['id']}"))
 
         # Bad keys every way a client might get them wrong.
         anon = Api(d.base_url)
