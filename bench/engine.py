@@ -27,19 +27,27 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+from common import BENCH_KEY, ROOT, call, daemon, machine
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
-
-from common import BENCH_KEY, ROOT, call, daemon, machine
 
 FINAL = {"completed", "failed", "cancelled", "interrupted"}
 
 
 def fake(deltas: int, delta_ms: float, turns: int) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fake_openai.py"), "--deltas", str(deltas),
-         "--delta-ms", str(delta_ms), "--turns", str(turns)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "fake_openai.py"),
+            "--deltas",
+            str(deltas),
+            "--delta-ms",
+            str(delta_ms),
+            "--turns",
+            str(turns),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     return proc, json.loads(proc.stdout.readline())["port"]  # type: ignore[union-attr]
 

@@ -42,6 +42,9 @@ class TaskContext(Protocol):
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Append an event without waiting for it to be durable (streamed text)."""
 
+    async def flow_control(self) -> None:
+        """Wait if the event log is far behind (called while streaming)."""
+
     async def emit(self, name: str, data: dict[str, Any]) -> None:
         """Append an event and wait until it is durable."""
 

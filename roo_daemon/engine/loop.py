@@ -181,6 +181,7 @@ class AgentLoop:
                 if isinstance(chunk, TextDelta):
                     parts.append(chunk.text)
                     deltas.add(chunk.text)
+                    await ctx.flow_control()
                     continue
                 deltas.flush()
                 if isinstance(chunk, ToolCall):

@@ -210,6 +210,11 @@ class Database:
             raise
         return results
 
+    @property
+    def backlog(self) -> int:
+        """Writes queued and not yet handed to the writer thread."""
+        return sum(len(w[0].rows) if isinstance(w[0], _Rows) else 1 for w in self._pending)
+
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
         while self._flushing is not None:

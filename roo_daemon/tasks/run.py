@@ -16,6 +16,8 @@ from roo_daemon.models import FINAL_STATUSES, Session, Task, now_iso
 from roo_daemon.problems import Problem
 from roo_daemon.store import TaskStore
 
+BACKLOG_LIMIT = 10_000  # queued event writes before streaming tasks wait for the store
+
 if TYPE_CHECKING:
     from roo_daemon.tasks.runner import TaskRunner
 
@@ -40,6 +42,13 @@ class TaskRun:
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         self.runner.bus.publish(name, data, **self._ids())
+
+    async def flow_control(self) -> None:
+        """Wait while the store is far behind: ``publish`` never waits, so
+        fast streams must not queue writes without bound."""
+        db = self.runner.bus.db
+        if db.backlog > BACKLOG_LIMIT:
+            await db.flush()
 
     async def emit(self, name: str, data: dict[str, Any]) -> None:
         await self.runner.bus.append(name, data, **self._ids())

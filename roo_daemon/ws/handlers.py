@@ -230,6 +230,10 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             await getattr(self, f"_op_{op}")(frame)
         except Problem as p:
             self._error(op_id, p.slug, p.detail)
+        except (asyncio.CancelledError, Exception):
+            if self._closed or self.ctx.shutting_down:
+                return  # the daemon is stopping under a replay: nothing to report
+            raise
 
     async def _op_auth(self, frame: dict[str, Any]) -> None:
         if self.principal is not None:

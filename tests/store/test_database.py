@@ -149,3 +149,39 @@ async def test_close_flushes_pending_writes_and_the_data_survives_reopen(tmp_pat
     again, _ = await opened(path)
     assert await keys(again) == [f"k{i}" for i in range(10)]
     await again.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_streaming_waits_when_the_store_falls_behind(ctx, monkeypatch) -> None:
+    """publish() never waits; flow_control() makes a streaming task wait
+    once the queued writes pass the limit, until the store has caught up."""
+    from roo_daemon.models import Session, Task
+    from roo_daemon.tasks import run as run_module
+
+    monkeypatch.setattr(run_module, "BACKLOG_LIMIT", 5)
+    for i in range(50):
+        ctx.bus.publish("test.flood", {"i": i}, session_id=None)
+    assert ctx.db.backlog == 50  # nothing has reached the writer thread yet
+    task = Task(
+        id="tsk_x",
+        session_id="ses_x",
+        prompt="p",
+        mode="code",
+        provider="demo",
+        provider_kind="scripted",
+        created_at="2026-01-01T00:00:00.000Z",
+    )
+    session = Session(
+        id="ses_x",
+        workspace="/tmp",
+        workspace_managed=False,
+        mode="code",
+        provider="demo",
+        provider_kind="scripted",
+        created_at="2026-01-01T00:00:00.000Z",
+        owner="local",
+    )
+    run = run_module.TaskRun(ctx.runner, task, session, [])
+    await run.flow_control()
+    assert ctx.db.backlog == 0
+    assert (await ctx.events.page(0, 100))[-1][0] == ctx.bus.last_seq
