@@ -110,6 +110,9 @@ async def concurrent(base: str, n: int) -> dict:
     ended = await asyncio.wait_for(done, 600)
     elapsed = time.perf_counter() - started
     await watcher
+    text = await asyncio.get_running_loop().run_in_executor(None, scrape, base)
+    commits = metric_sum(text, "event_store_write_seconds_count")
+    commit_s = metric_sum(text, "event_store_write_seconds_sum")
     return {
         "tasks": n,
         "tasks_ended": ended,
@@ -117,6 +120,8 @@ async def concurrent(base: str, n: int) -> dict:
         "deltas_received": len(delays),
         "delta_delay_p50_ms": round(pct(delays, 0.5) * 1000, 2),
         "delta_delay_p99_ms": round(pct(delays, 0.99) * 1000, 2),
+        "store_commits": int(commits),
+        "store_commit_mean_ms": round(commit_s / commits * 1000, 3) if commits else None,
     }
 
 
@@ -148,12 +153,13 @@ def main() -> None:
     p.add_argument("--overhead-tasks", type=int, default=20)
     a = p.parse_args()
     report: dict = {"benchmark": "engine overhead and concurrent streaming", "machine": machine()}
-    proc, port = fake(20, 0, 10)
-    try:
-        with daemon(extra_config=config(port, 4)) as base:
-            report["overhead"] = overhead(base, a.overhead_tasks)
-    finally:
-        proc.terminate()
+    if a.overhead_tasks:
+        proc, port = fake(20, 0, 10)
+        try:
+            with daemon(extra_config=config(port, 4)) as base:
+                report["overhead"] = overhead(base, a.overhead_tasks)
+        finally:
+            proc.terminate()
     proc, port = fake(a.deltas, a.delta_ms, a.turns)
     try:
         with daemon(extra_config=config(port, a.tasks)) as base:

@@ -9,6 +9,7 @@ closed; exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -53,6 +54,12 @@ class Daemon:
         if adopted:
             check_exposure(adopted, bool(self.cfg["auth"]["keys"]))
         self.ctx = ctx = await open_context(self.cfg)
+        # Everything loaded so far lives as long as the daemon: move it out of
+        # the collector's way, and collect the young generation less often,
+        # so long-lived state does not turn into pauses on the event stream.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         server_cfg = self.cfg["server"]
         # Tornado's own cap is a backstop well above ours: the handlers answer
         # 413 themselves, before reading, for anything over max_body_bytes.

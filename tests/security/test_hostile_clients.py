@@ -59,6 +59,16 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
     return status, headers, body
 
 
+async def hung_up(reader: asyncio.StreamReader) -> bytes:
+    """What arrived before the daemon closed the connection. Closing with
+    bytes of ours still unread makes the kernel send a reset instead of a
+    FIN: both mean the daemon dropped us."""
+    try:
+        return await read_all(reader, GENEROUS)
+    except ConnectionResetError:
+        return b""
+
+
 AUTH = {"Authorization": f"Bearer {TOKENS['alice']}", "Content-Type": "application/json"}
 
 
@@ -66,19 +76,18 @@ AUTH = {"Authorization": f"Bearer {TOKENS['alice']}", "Content-Type": "applicati
 @pytest.mark.gen_test(timeout=30)
 async def test_an_oversized_body_is_413_before_it_is_read(daemon: DaemonProcess, length: int) -> None:
     """Content-Length over the limit, a few bytes actually sent: the 413 comes
-    at once, without waiting for a body that never arrives, and the daemon
-    closes the connection rather than read on."""
+    without waiting for a body that never arrives (had the daemon waited, the
+    body timeout would have closed the connection with no answer at all),
+    and the daemon closes the connection rather than read on."""
     reader, writer = await open_raw(daemon.base_url)
-    started = time.monotonic()
     writer.write(request_head("POST", "/api/v1/sessions", {**AUTH, "Content-Length": str(length)}) + b'{"name":')
     await writer.drain()
     status, headers, body = await read_response(reader)
     assert status == 413, body
-    assert time.monotonic() - started < BODY_TIMEOUT  # not a body timeout: it did not wait
     assert headers["content-type"].startswith("application/problem+json")
     assert headers["connection"].lower() == "close"
     assert b"payload-too-large" in body
-    assert await read_all(reader, GENEROUS) == b""  # closed, the rest never read
+    assert await hung_up(reader) == b""  # closed, the rest never read
     writer.close()
 
 
@@ -138,7 +147,7 @@ async def test_headers_sent_too_slowly_are_dropped(daemon: DaemonProcess) -> Non
     started = time.monotonic()
     slow = asyncio.ensure_future(drip(writer, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: y\r\n" * 100, 0.1))
     try:
-        assert await read_all(reader, GENEROUS) == b""
+        assert await hung_up(reader) == b""
         assert time.monotonic() - started < GENEROUS
     finally:
         slow.cancel()
@@ -153,7 +162,7 @@ async def test_a_body_sent_too_slowly_is_dropped(daemon: DaemonProcess) -> None:
     started = time.monotonic()
     slow = asyncio.ensure_future(drip(writer, b'{"name": "' + b"s" * 180, 0.2))
     try:
-        assert await read_all(reader, GENEROUS) == b""
+        assert await hung_up(reader) == b""
         assert BODY_TIMEOUT * 0.9 <= time.monotonic() - started < GENEROUS
     finally:
         slow.cancel()

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import Api, WsClient
-from tests.security.conftest import SCOPES, TOKENS, auth_keys, bearer, subscribe_ok
+from tests.security.conftest import TOKENS, auth_keys, bearer, subscribe_ok
 from tests.server.conftest import daemon_config
 from tests.server.daemon_process import DaemonProcess
 
@@ -91,5 +91,15 @@ async def test_sighup_reloads_the_keys_file_while_websockets_stay_open(daemon: D
     assert await daemon.await_exit() == 0
 
 
-def test_scopes_default_to_read_write_in_a_keys_file() -> None:
-    assert SCOPES["alice"] == ["read", "write"]  # the shape the file above relies on
+def test_keys_file_entries_default_to_read_write_and_names_stay_unique(tmp_path: Path) -> None:
+    from roo_daemon.config import ConfigError, load_config
+
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump([{"name": "bob", "sha256": keys_named("bob")[0]["sha256"]}]))
+    config = tmp_path / "roo.yaml"
+    config.write_text(yaml.safe_dump({"auth": {"keys": keys_named("root"), "keys_file": "keys.yaml"}}))
+    cfg = load_config(str(config), env={})
+    assert {k["name"]: k["scopes"] for k in cfg["auth"]["keys"]} == {"root": ["admin"], "bob": ["read", "write"]}
+    config.write_text(yaml.safe_dump({"auth": {"keys": keys_named("bob"), "keys_file": "keys.yaml"}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(str(config), env={})
+    assert err.value.key == "auth.keys" and "unique" in err.value.problem

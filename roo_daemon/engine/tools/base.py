@@ -59,10 +59,16 @@ class Tool:
 class ToolRegistry:
     def __init__(self, tools: list[Tool]) -> None:
         self.tools = {t.name: t for t in tools}
+        self._specs: dict[Any, list[dict[str, Any]]] = {}
 
     def specs(self, mode: Any = None) -> list[dict[str, Any]]:
-        """Tool definitions for the provider: only those the mode allows."""
-        return [t.spec() for t in self.tools.values() if mode is None or mode.allows(t.name)]
+        """Tool definitions for the provider: only those the mode allows.
+        Cached per mode: every request of every task asks for them."""
+        key = None if mode is None else (mode.slug, mode.groups)
+        cached = self._specs.get(key)
+        if cached is None:
+            cached = self._specs[key] = [t.spec() for t in self.tools.values() if mode is None or mode.allows(t.name)]
+        return cached
 
     async def execute(self, ctx: TaskContext, call: ToolCall, mode: Any = None) -> ToolOutcome:
         """Check, approve and run one call, with its events. Every failure
