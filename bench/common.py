@@ -151,3 +151,27 @@ def machine() -> str:
     import platform
 
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def inprocess_config(prefix: str) -> tuple[tempfile.TemporaryDirectory, dict]:
+    """Configuration for a daemon run inside a benchmark's own process: a
+    temporary data dir, any free port, no per-key limits, quiet logs on
+    stderr (stdout is the report), and the scripted ``demo`` and ``hang``
+    providers. Returns the directory (keep it alive) and the config."""
+    import logging
+
+    from roo_daemon.config import load_config
+    from roo_daemon.logs import setup_logging
+
+    setup_logging("warning", "json")
+    logging.getLogger().handlers[0].setStream(sys.stderr)  # type: ignore[attr-defined]
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    overrides: dict = {"server.port": 0, "store.data_dir": f"{tmp.name}/data", "websocket.ping_interval_seconds": 0}
+    for section, values in unlimited().items():
+        overrides.update({f"{section}.{key}": value for key, value in values.items()})
+    cfg = load_config(None, env={}, overrides=overrides)
+    cfg["providers"] = {
+        "demo": {"kind": "scripted"},
+        "hang": {"kind": "scripted", "turns": [{"text": "Streaming...", "hang": True}]},
+    }
+    return tmp, cfg

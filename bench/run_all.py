@@ -58,7 +58,7 @@ Row = tuple[str, str, str, Callable[[], bool]]
 
 
 def rows(r: dict[str, dict]) -> list[Row]:
-    rest, fan, log, mem, ss = r["rest"], r["fanout"], r["eventlog"], r["memory"], r["startstop"]
+    rest, fan, log, mem, ss, eng = r["rest"], r["fanout"], r["eventlog"], r["memory"], r["startstop"], r["engine"]
     phases = fan["phases"]
     out: list[Row] = [
         (
@@ -85,6 +85,23 @@ def rows(r: dict[str, dict]) -> list[Row]:
                     lambda phase=phase: phase["delay_p99_ms"] <= 100,
                 )
             )
+    conc = eng["concurrent"]
+    out += [
+        (
+            "engine overhead per turn, a fake provider answering at once (everything but the model)",
+            f"{eng['overhead']['engine_overhead_ms_per_turn']:.2f} ms "
+            f"(of {eng['overhead']['ms_per_turn_total']:.2f} ms per turn)",
+            "(measured)",
+            lambda: True,
+        ),
+        (
+            f"{conc['tasks']} concurrent streaming tasks: message.delta p99 delay to a WebSocket client",
+            f"{conc['delta_delay_p99_ms']:.0f} ms (p50 {conc['delta_delay_p50_ms']:.0f} ms; "
+            f"{conc['tasks_ended']} ended)",
+            "< 50 ms",
+            lambda: conc["delta_delay_p99_ms"] < 50 and conc["tasks_ended"] == conc["tasks"],
+        ),
+    ]
     out += [
         (
             "event log: durable appends/s while replaying to a reconnecting client",
@@ -132,6 +149,7 @@ def main() -> None:
         "eventlog": run("eventlog_replay.py"),
         "memory": run("memory.py"),
         "startstop": run("startstop.py"),
+        "engine": run("engine.py"),
     }
     print(f"Machine: {machine_description()}")
     print("Command: `python bench/run_all.py`")

@@ -32,14 +32,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-from common import ROOT, machine, unlimited
+from common import ROOT, inprocess_config, machine
 
 PAYLOAD_TEXT = "The quick brown fox jumps over the lazy dog. "  # a typical delta, 45 characters
 
@@ -154,21 +152,9 @@ async def subscribers_main(port: int, task_id: str, count: int) -> None:
 async def run(args: argparse.Namespace) -> dict:
     from tornado.httpclient import AsyncHTTPClient
 
-    from roo_daemon.config import load_config
-    from roo_daemon.logs import setup_logging
     from roo_daemon.server import Daemon
 
-    setup_logging("warning", "json")
-    logging.getLogger().handlers[0].setStream(sys.stderr)  # type: ignore[attr-defined]  # stdout is the report
-    tmp = tempfile.TemporaryDirectory(prefix="roo-bench-fanout-")
-    overrides: dict = {"server.port": 0, "store.data_dir": f"{tmp.name}/data", "websocket.ping_interval_seconds": 0}
-    for section, values in unlimited().items():
-        overrides.update({f"{section}.{key}": value for key, value in values.items()})
-    cfg = load_config(None, env={}, overrides=overrides)
-    cfg["providers"] = {
-        "demo": {"kind": "scripted"},
-        "hang": {"kind": "scripted", "turns": [{"text": "Streaming...", "hang": True}]},
-    }
+    tmp, cfg = inprocess_config("roo-bench-fanout-")
     daemon = Daemon(cfg)
     await daemon.start()
     assert daemon.ctx is not None and daemon.port is not None

@@ -40,6 +40,25 @@ async def until(api: Api, s: dict, t: dict, *statuses: str) -> dict:
     return await wait_status(api, s["id"], t["id"], set(statuses) or FINAL)
 
 
+async def nth_wait(api: Api, s: dict, t: dict, n: int) -> dict:
+    """The task at its ``n``-th ``waiting`` (a replay would also show the earlier ones)."""
+    ws = await WsClient.connect(api.base_url)
+    try:
+        await ws.send({"op": "subscribe", "id": "waits", "task_id": t["id"], "after": 0})
+        seen = 0
+
+        def nth(frame: dict) -> bool:
+            nonlocal seen
+            if frame.get("event") == "task.status" and frame["data"]["status"] == "waiting":
+                seen += 1
+            return seen == n
+
+        await ws.recv_until(nth)
+    finally:
+        ws.close()
+    return (await api.get(f"/api/v1/sessions/{s['id']}/tasks/{t['id']}")).json
+
+
 async def answer(api: Api, task: dict, approve: bool = True, text: str | None = None) -> None:
     body: dict[str, Any] = {"ask_id": task["pending_ask"]["id"], "approve": approve}
     if text is not None:
@@ -91,7 +110,7 @@ async def test_command_approval_accepted_then_rejected(api: Api, fake: FakeProvi
     assert waiting["pending_ask"]["kind"] == "command"
     assert waiting["pending_ask"]["command"] == "echo approved > proof.txt"
     await answer(api, waiting)
-    waiting = await until(api, s, t, "waiting")
+    waiting = await nth_wait(api, s, t, 2)
     assert waiting["pending_ask"]["command"] == "echo nope > nope.txt"
     await answer(api, waiting, approve=False, text="no files named nope")
     assert (await until(api, s, t))["status"] == "completed"

@@ -10,14 +10,11 @@ the daemon's own pid.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.server.conftest import daemon_config
-from tests.server.daemon_process import REPO_ROOT, TIMEOUT, DaemonProcess
+from tests.server.daemon_process import TIMEOUT, DaemonProcess
 
 # The variables systemd sets for a service: never inherited from the test's
 # own environment (pytest may itself run under systemd).
@@ -60,37 +57,7 @@ class OpsDaemon(DaemonProcess):
         self.prefix = prefix or []
         self.pass_fds = pass_fds
 
-    def launch(self) -> None:
-        """Start the process without waiting for it to listen."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROO_DAEMON_") and k not in SYSTEMD_VARS}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(self.extra_env)
-        cmd = [sys.executable, "-m", "roo_daemon", "serve", "--port", "0", "--data-dir", str(self.data_dir)]
-        cmd += ["--config", str(self.config_path), *self.extra_args]
-        self.proc = subprocess.Popen(
-            self.prefix + cmd,
-            cwd=self.workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            pass_fds=self.pass_fds,
-        )
-        self._threads = [
-            threading.Thread(target=self._read_stdout, daemon=True),
-            threading.Thread(target=self._read_stderr, daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-
-    def start(self, timeout: float = TIMEOUT) -> int:
-        self.launch()
-        rec = self.wait_for_log(lambda r: "port" in r and "listening on" in str(r.get("msg", "")), timeout)
-        self.port = int(rec["port"])
-        return self.port
+    dropped_env = frozenset(SYSTEMD_VARS)  # the test's own environment must not look like systemd's
 
     def start_notified(self, socket_dir: Path, timeout: float = TIMEOUT) -> int:
         """Start with ``NOTIFY_SOCKET`` set and wait for ``READY=1``; return the

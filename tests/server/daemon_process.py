@@ -61,27 +61,23 @@ class DaemonProcess:
 
     # -- start ------------------------------------------------------------
 
-    def start(self, timeout: float = TIMEOUT) -> int:
-        """Start the daemon and wait for its ``listening on`` record; return the port."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROO_DAEMON_")}
+    # Subclasses may run the daemon under a wrapper and hand it descriptors.
+    prefix: list[str] = []
+    pass_fds: tuple[int, ...] = ()
+    dropped_env: frozenset[str] = frozenset()
+
+    def launch(self) -> None:
+        """Start the process and its log readers, without waiting for it to listen."""
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("ROO_DAEMON_") and k not in self.dropped_env
+        }
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.extra_env)
-        cmd = [
-            sys.executable,
-            "-m",
-            "roo_daemon",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(self.data_dir),
-            "--config",
-            str(self.config_path),
-            *self.extra_args,
-        ]
+        cmd = [sys.executable, "-m", "roo_daemon", "serve", "--port", "0", "--data-dir", str(self.data_dir)]
+        cmd += ["--config", str(self.config_path), *self.extra_args]
         self.proc = subprocess.Popen(
-            cmd,
+            self.prefix + cmd,
             cwd=self.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -89,6 +85,7 @@ class DaemonProcess:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            pass_fds=self.pass_fds,
         )
         self._threads = [
             threading.Thread(target=self._read_stdout, daemon=True),
@@ -96,6 +93,10 @@ class DaemonProcess:
         ]
         for t in self._threads:
             t.start()
+
+    def start(self, timeout: float = TIMEOUT) -> int:
+        """Start the daemon and wait for its ``listening on`` record; return the port."""
+        self.launch()
         rec = self.wait_for_log(lambda r: "port" in r and has_msg("listening on")(r), timeout)
         self.port = int(rec["port"])
         return self.port
