@@ -390,11 +390,26 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         conn = self.ws_connection
         if not out or self._closed or conn is None or conn.stream is None or conn.is_closing():
             return
+        data = b"".join(out) if len(out) > 1 else out[0]
+        self.ctx.metrics.ws_sent.inc(len(out))
+        stream = conn.stream
+        if not stream.writing():
+            # Fast path: nothing of Tornado's is queued ahead of us, so a
+            # direct non-blocking send keeps the order and skips the stream's
+            # buffer and future; only what the socket does not take goes on.
+            try:
+                sent = stream.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return  # the connection is gone; Tornado closes it on its next read
+            if sent == len(data):
+                return
+            data = data[sent:]
         try:
-            fut = conn.stream.write(b"".join(out))
+            fut = stream.write(data)
         except StreamClosedError:
             return
-        self.ctx.metrics.ws_sent.inc(len(out))
         if fut.done():
             _seen(fut)
         else:
