@@ -142,7 +142,7 @@ class ProblemWriter(RequestHandler):
         self._cors_headers()
 
     def _cors_headers(self) -> None:
-        pass
+        """CORS headers for an allowed origin; REST handlers fill this in."""
 
     def compute_etag(self) -> None:
         return None  # API answers are no-store; hashing every body buys nothing

@@ -111,7 +111,7 @@ BUILT_IN: dict[str, Mode] = {
 
 
 class ModeError(ValueError):
-    pass
+    """A custom mode that cannot be used (bad groups, bad regex, bad file)."""
 
 
 def mode_from_config(doc: dict[str, Any], source: str) -> Mode:

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -86,7 +87,7 @@ class _Failure:
     retry_after: float | None = None
 
 
-class HttpProvider:
+class HttpProvider(ABC):
     """Base of the network providers (``kind`` openai and anthropic)."""
 
     kind: ClassVar[str]
@@ -129,17 +130,21 @@ class HttpProvider:
 
     # The wire format, per kind.
 
+    @abstractmethod
     def url(self) -> str:
-        raise NotImplementedError
+        """Defined by each wire format (openai.py, anthropic.py)."""
 
+    @abstractmethod
     def headers(self, api_key: str | None) -> dict[str, str]:
-        raise NotImplementedError
+        """Defined by each wire format (openai.py, anthropic.py)."""
 
+    @abstractmethod
     def body(self, request: ProviderRequest) -> dict[str, Any]:
-        raise NotImplementedError
+        """Defined by each wire format (openai.py, anthropic.py)."""
 
+    @abstractmethod
     def parser(self) -> TurnParser:
-        raise NotImplementedError
+        """Defined by each wire format (openai.py, anthropic.py)."""
 
     # The request.
 
