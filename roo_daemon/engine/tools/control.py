@@ -8,8 +8,8 @@ from typing import Any
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
 
-_TODO_LINE = re.compile(r"^\s*(?:[-*]\s*)?\[( |x|X|-|~)\]\s*(.+?)\s*$")
-_TODO_STATUS = {" ": "pending", "x": "completed", "X": "completed", "-": "in_progress", "~": "in_progress"}
+_CHECKLIST_LINE = re.compile(r"^\s*(?:[-*]\s*)?\[( |x|X|-|~)\]\s*(.+?)\s*$")
+_CHECKLIST_STATUS = {" ": "pending", "x": "completed", "X": "completed", "-": "in_progress", "~": "in_progress"}
 
 
 async def _attempt_completion(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
@@ -26,9 +26,9 @@ def parse_todos(markdown: str) -> list[dict[str, str]]:
     """Roo's checklist syntax: ``[ ]`` pending, ``[-]`` in progress, ``[x]`` done."""
     todos = []
     for line in markdown.splitlines():
-        m = _TODO_LINE.match(line)
+        m = _CHECKLIST_LINE.match(line)
         if m:
-            todos.append({"content": m.group(2), "status": _TODO_STATUS[m.group(1)]})
+            todos.append({"content": m.group(2), "status": _CHECKLIST_STATUS[m.group(1)]})
     return todos
 
 
