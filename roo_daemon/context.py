@@ -10,7 +10,7 @@ from roo_daemon.auth import Authenticator
 from roo_daemon.clientip import parse_networks
 from roo_daemon.config import Config, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
-from roo_daemon.engine.providers import build_providers
+from roo_daemon.engine.providers import Provider, build_providers
 from roo_daemon.engine.tools import default_registry
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
@@ -42,10 +42,19 @@ class AppContext:
     data_dir: Path
     limiter: RateLimiter
     trusted_proxies: list[Any]
+    providers: dict[str, Provider]
     inflight: set[Any] = field(default_factory=set)  # REST handlers not yet finished
     websockets: set[Any] = field(default_factory=set)
     shutting_down: bool = False
     recovered: dict[str, int] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """After the server stopped taking requests: interrupt the running
+        tasks, drop kept-alive provider connections, close the store."""
+        await self.runner.shutdown()
+        for provider in self.providers.values():
+            provider.close()
+        await self.db.close()
 
 
 async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
@@ -112,6 +121,7 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
         data_dir=data_dir,
         limiter=RateLimiter(cfg["limits"]),
         trusted_proxies=parse_networks(cfg["server"]["trusted_proxies"]),
+        providers=providers,
     )
     ctx.recovered = await runner.recover(sessions.sessions)
     return ctx

@@ -61,8 +61,10 @@ class Metrics:
             registry=r,
         )
         self.tool_calls = Counter(
-            "tool_calls_total", "Tool calls made by models, by tool and outcome (ok, error, denied).",
-            ["tool", "outcome"], registry=r,
+            "tool_calls_total",
+            "Tool calls made by models, by tool and outcome (ok, error, denied).",
+            ["tool", "outcome"],
+            registry=r,
         )
         # Registered now so dashboards and alerts can rely on it; stays zero
         # until rate limiting lands. `class` is the limit's class (bounded).

@@ -173,9 +173,8 @@ class Daemon:
             log.warning("%d requests still in flight after the grace period", len(ctx.inflight))
         for ws in list(ctx.websockets):
             ws.close(1001, "server shutting down")
-        await ctx.runner.shutdown()
         await self.http.close_all_connections()
-        await ctx.db.close()
+        await ctx.close()
         log.info("stopped")
         self._stopped.set()
 

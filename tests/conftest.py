@@ -82,8 +82,7 @@ def ctx(io_loop: Any, config: dict[str, Any]) -> Any:
     async def close() -> None:
         for ws in list(context.websockets):
             ws.close(1001)
-        await context.runner.shutdown()
-        await context.db.close()
+        await context.close()
 
     io_loop.run_sync(close)
 

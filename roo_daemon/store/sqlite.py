@@ -116,9 +116,7 @@ class TaskStore:
     async def page(
         self, session_id: str, status: str | None, after_n: int, limit: int
     ) -> tuple[list[Task], int | None]:
-        docs, last = await _newest_first(
-            self.db, "tasks", {"session_id": session_id, "status": status}, after_n, limit
-        )
+        docs, last = await _newest_first(self.db, "tasks", {"session_id": session_id, "status": status}, after_n, limit)
         return [Task.from_doc(d) for d in docs], last
 
     async def with_status(self, statuses: tuple[str, ...]) -> list[Task]:

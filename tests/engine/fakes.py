@@ -99,6 +99,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: Any  # the parsed JSON body (None if it was not JSON)
+    client_port: int = 0  # the client's TCP port: one per connection, so it shows keep-alive reuse
 
 
 def split(text: str, size: int) -> list[str]:
@@ -235,6 +236,7 @@ class _Handler(RequestHandler):
             self.request.path,
             {k.lower(): v for k, v in self.request.headers.get_all()},
             body,
+            self.request.connection.stream.socket.getpeername()[1],  # type: ignore[union-attr]
         )
         fake.requests.append(received)
         await fake._notify()

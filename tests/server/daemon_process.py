@@ -68,9 +68,7 @@ class DaemonProcess:
 
     def launch(self) -> None:
         """Start the process and its log readers, without waiting for it to listen."""
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("ROO_DAEMON_") and k not in self.dropped_env
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROO_DAEMON_") and k not in self.dropped_env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.extra_env)

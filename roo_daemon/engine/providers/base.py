@@ -60,3 +60,6 @@ class Provider(Protocol):
     model: str
 
     def stream(self, request: ProviderRequest) -> AsyncIterator[Chunk]: ...
+
+    def close(self) -> None:
+        """Release what the provider holds between requests (kept-alive connections)."""

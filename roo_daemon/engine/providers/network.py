@@ -36,7 +36,15 @@ from roo_daemon.engine.providers.base import (
     StreamReset,
     Usage,
 )
-from roo_daemon.engine.providers.http import DeadlineExceeded, StreamingPost, TransportError
+from roo_daemon.engine.providers.http import (
+    ConnectionPool,
+    DeadlineExceeded,
+    InvalidRequest,
+    Origin,
+    StreamingPost,
+    TransportError,
+    tls_context,
+)
 from roo_daemon.engine.providers.pricing import Prices
 from roo_daemon.engine.providers.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from roo_daemon.engine.providers.sse import SseEvent, SseParser
@@ -121,6 +129,10 @@ class HttpProvider(ABC):
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._wall_clock = wall_clock
+        self.pool = ConnectionPool()  # kept-alive connections between turns
+        self._origin: Origin | None = None
+        if self.base_url.startswith("https:"):
+            tls_context()  # load the CA store now, before the loop serves
         if self.api_key_env and not os.environ.get(self.api_key_env):
             log.warning(
                 "provider %r: environment variable %s (api_key_env) is not set; its requests will fail",
@@ -145,6 +157,10 @@ class HttpProvider(ABC):
     @abstractmethod
     def parser(self) -> TurnParser:
         """Defined by each wire format (openai.py, anthropic.py)."""
+
+    def close(self) -> None:
+        """Close the kept-alive connections (at shutdown)."""
+        self.pool.close()
 
     # The request.
 
@@ -173,7 +189,14 @@ class HttpProvider(ABC):
         attempt = 0
         while True:
             attempt += 1
-            post = StreamingPost(self.url(), headers, payload, idle_timeout=self.idle_timeout, deadline=deadline)
+            try:
+                if self._origin is None:
+                    self._origin = Origin(self.url())
+                post = StreamingPost(
+                    self._origin, headers, payload, idle_timeout=self.idle_timeout, deadline=deadline, pool=self.pool
+                )
+            except InvalidRequest as e:
+                raise ProviderError(self._message(str(e), attempt, api_key)) from None
             yielded = False
             failure: _Failure
             try:

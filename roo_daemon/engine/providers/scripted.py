@@ -51,6 +51,9 @@ class ScriptedProvider:
         self.turns: list[dict[str, Any]] = list(turns)
         self.scripts = [(re.compile(x["match"]), list(x["turns"])) for x in profile.get("scripts", [])]
 
+    def close(self) -> None:
+        """Nothing to release: the scripts were read at start."""
+
     def _turns_for(self, request: ProviderRequest) -> list[dict[str, Any]]:
         first = request.messages[0]["content"] if request.messages else ""
         for pattern, turns in self.scripts:

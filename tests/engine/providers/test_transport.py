@@ -1,0 +1,307 @@
+"""The provider transport (``providers/http.py``) at the byte level: how it
+frames responses, keeps connections alive and replaces stale ones, and
+speaks TLS. The servers here are raw asyncio servers on 127.0.0.1 that write
+exactly the bytes each test needs."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+
+import pytest
+import tornado
+
+from roo_daemon.engine.providers import http
+from roo_daemon.engine.providers.base import ProviderError
+from roo_daemon.engine.providers.http import ConnectionPool, StreamingPost, TransportError
+from tests.engine.fakes import Turn
+from tests.engine.providers.conftest import assemble, collect, make_provider
+
+Respond = Callable[[int, asyncio.StreamWriter], Awaitable[bool]]  # (request number, writer) -> keep the connection
+CERT_DIR = os.path.join(os.path.dirname(tornado.__file__), "test")  # tornado ships a self-signed test pair
+
+
+class RawServer:
+    """Reads POSTs (head and Content-Length body) and lets ``respond`` write
+    whatever bytes it likes; records which connection each request came on."""
+
+    def __init__(self, respond: Respond, tls: ssl.SSLContext | None = None) -> None:
+        self.respond = respond
+        self.tls = tls
+        self.connections = 0
+        self.requests: list[tuple[int, bytes, bytes]] = []  # (connection number, head, body)
+        self.closed_by_client = asyncio.Event()
+        self.port = 0
+        self._handlers: set[asyncio.Task] = set()
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1/chat/completions"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    self.closed_by_client.set()
+                    return
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
+                self.requests.append((number, head, await reader.readexactly(length)))
+                if not await self.respond(len(self.requests), writer):
+                    return
+        finally:
+            writer.close()
+
+
+def reply(*pieces: bytes, keep: bool = True, bytewise: bool = False) -> Respond:
+    """A responder that writes ``pieces`` (one byte at a time if ``bytewise``) to every request."""
+
+    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
+        for piece in pieces:
+            for part in [piece[i : i + 1] for i in range(len(piece))] if bytewise else [piece]:
+                writer.write(part)
+                await writer.drain()
+                if bytewise:
+                    await asyncio.sleep(0)
+        return keep
+
+    return respond
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+OK_CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def fetch(url: str, pool: ConnectionPool | None = None, idle: float = 5.0) -> tuple[StreamingPost, int, bytes]:
+    loop = asyncio.get_running_loop()
+    post = StreamingPost(
+        url, {"Content-Type": "application/json"}, b'{"a": 1}', idle_timeout=idle, deadline=loop.time() + 10, pool=pool
+    )
+    try:
+        status = await post.start()
+        body = await post.read_body(1 << 30)
+    finally:
+        post.abort()
+    return post, status, body
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_chunked_body_split_at_every_byte_arrives_whole_and_the_connection_is_kept():
+    body = chunked(b'data: {"x": 1}\n\n', b"data: [DONE]\n\n").replace(b"10\r\n", b"10;ext=1\r\n", 1)
+    body = body[:-2] + b"X-Trailer: yes\r\n\r\n"  # a trailer after the last chunk
+    pool = ConnectionPool()
+    async with RawServer(reply(OK_CHUNKED, body, bytewise=True)) as server:
+        post, status, got = await fetch(server.url, pool)
+        assert (status, got) == (200, b'data: {"x": 1}\n\ndata: [DONE]\n\n')
+        assert post.headers["Content-Type"] == "text/event-stream"
+        number, head, sent = server.requests[0]
+        assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+        assert b"\r\nHost: 127.0.0.1:%d\r\n" % server.port in head and sent == b'{"a": 1}'
+        await fetch(server.url, pool)
+        assert [r[0] for r in server.requests] == [1, 1]  # the second request reused the connection
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_chunked_framing_with_bare_line_feeds():
+    async with RawServer(reply(OK_CHUNKED, b"3\nabc\n2\nde\n0\n\n", bytewise=True)) as server:
+        assert (await fetch(server.url))[2] == b"abcde"
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_content_length_and_interim_responses():
+    pieces = (
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 429 Too Many\r\nRetry-After: 3\r\nContent-Length: 5\r\n\r\nslow!",
+    )
+    pool = ConnectionPool()
+    async with RawServer(reply(*pieces)) as server:
+        post, status, got = await fetch(server.url, pool)
+        assert (status, got, post.headers["Retry-After"]) == (429, b"slow!", "3")
+        await fetch(server.url, pool)
+        assert server.connections == 1
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_body_that_ends_with_the_connection_is_read_to_the_end_and_not_reused():
+    pool = ConnectionPool()
+    async with RawServer(reply(b"HTTP/1.0 200 OK\r\n\r\n", b"data: a\n\n", b"data: b\n\n", keep=False)) as server:
+        _, status, got = await fetch(server.url, pool)
+        assert (status, got) == (200, b"data: a\n\ndata: b\n\n")
+        await fetch(server.url, pool)
+        assert server.connections == 2
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_connection_close_and_bytes_after_the_body_prevent_reuse():
+    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
+        if n == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")
+        return True
+
+    pool = ConnectionPool()
+    async with RawServer(respond) as server:
+        for _ in range(3):
+            assert (await fetch(server.url, pool))[2] == b"ok"
+        assert server.connections == 3
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_gzip_body_is_decoded():
+    data = b"data: " + b"z" * 5000 + b"\n\n"
+    packed = gzip.compress(data)
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+    async with RawServer(reply(head, chunked(packed[:100], packed[100:]))) as server:
+        assert (await fetch(server.url))[2] == data
+        assert b"Accept-Encoding: identity" in server.requests[0][1]  # asked for none; decoded anyway
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_large_body_pauses_the_socket_and_still_arrives_whole():
+    data = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB and a bit: over the pause threshold
+    async with RawServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data), data)) as server:
+        loop = asyncio.get_running_loop()
+        post = StreamingPost(server.url, {}, b"", idle_timeout=5, deadline=loop.time() + 10)
+        assert await post.start() == 200
+        await asyncio.sleep(0.1)  # let the reads get ahead of us
+        got = bytearray()
+        while (piece := await post.next_chunk()) is not None:
+            got += piece
+        assert got == data
+        post.abort()
+
+
+@pytest.mark.parametrize(
+    "response, message",
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x response"),
+        (OK_CHUNKED + b"zz\r\n", "malformed chunked body"),
+        (OK_CHUNKED + b"5\r\nhelloXX", "malformed chunked body"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx", "unsupported Content-Encoding"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000, "response head larger than"),
+        (OK_CHUNKED + b"10\r\npartial", "the server closed the connection mid-body"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "mid-body"),
+        (b"", "the server closed the connection before the response"),
+    ],
+)
+@pytest.mark.gen_test(timeout=10)
+async def test_broken_responses_are_transport_errors(response, message):
+    async with RawServer(reply(response, keep=False)) as server:
+        with pytest.raises(TransportError, match=message):
+            await fetch(server.url)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_kept_alive_connection_closed_as_the_request_goes_out_is_replaced_at_once():
+    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
+        if n == 2:
+            return False  # read the second request, then hang up without a word (a keep-alive race)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return True
+
+    pool = ConnectionPool()
+    async with RawServer(respond) as server:
+        await fetch(server.url, pool)
+        _, status, got = await fetch(server.url, pool)
+        assert (status, got) == (200, b"ok")
+        assert [r[0] for r in server.requests] == [1, 1, 2]  # sent again on a new connection
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_connection_the_server_closed_while_idle_leaves_the_pool():
+    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        return n > 1  # the first connection closes right after its response
+
+    pool = ConnectionPool()
+    async with RawServer(respond) as server:
+        await fetch(server.url, pool)
+        for _ in range(50):
+            if pool.take(("http", "127.0.0.1", server.port)) is None:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.take(("http", "127.0.0.1", server.port)) is None
+        await fetch(server.url, pool)
+        assert server.connections == 2
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_idle_connections_are_closed_after_a_while():
+    pool = ConnectionPool(idle_seconds=0.05)
+    async with RawServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as server:
+        await fetch(server.url, pool)
+        await asyncio.wait_for(server.closed_by_client.wait(), 5)
+        assert pool.take(("http", "127.0.0.1", server.port)) is None
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_silence_while_connecting_or_waiting_is_the_idle_timeout():
+    async with RawServer(reply()) as server:  # reads the request, never answers
+        with pytest.raises(TransportError, match=r"no data for 0.1 s \(idle timeout\)"):
+            await fetch(server.url, idle=0.1)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_https_with_a_trusted_certificate(monkeypatch):
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(os.path.join(CERT_DIR, "test.crt"), os.path.join(CERT_DIR, "test.key"))
+    client_tls = ssl.create_default_context(cafile=os.path.join(CERT_DIR, "test.crt"))
+    client_tls.check_hostname = False  # the test pair is for foo.example.com; we dial 127.0.0.1
+    async with RawServer(reply(OK_CHUNKED, chunked(b"data: secure\n\n")), tls=server_tls) as server:
+        with pytest.raises(TransportError, match="connection failed: SSLCertVerificationError"):
+            await fetch(server.url)  # the system store does not trust a self-signed pair
+        monkeypatch.setattr(http, "tls_context", lambda: client_tls)
+        assert (await fetch(server.url))[1:] == (200, b"data: secure\n\n")
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_provider_keeps_one_connection_across_turns(fake):
+    fake.script(Turn(text="one"), Turn(text="two"))
+    setup = make_provider(fake)
+    assert assemble(await collect(setup.provider)).text == "one"
+    assert assemble(await collect(setup.provider)).text == "two"
+    assert fake.requests[0].client_port == fake.requests[1].client_port
+    setup.provider.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_header_with_a_line_break_is_refused_before_sending(fake_openai):
+    setup = make_provider(fake_openai, headers={"X-Team": "a\r\nX-Injected: 1"}, max_retries=3)
+    with pytest.raises(ProviderError, match="header 'X-Team' contains a line break"):
+        await collect(setup.provider)
+    assert fake_openai.requests == [] and setup.sleep.delays == []
