@@ -179,6 +179,10 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         return mine >= cap
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        # Frames are already gathered into one write per loop turn
+        # (_Flusher); Nagle's algorithm would only hold that write back until
+        # the client's delayed ACK, 40 ms on Linux, and events are live.
+        self.set_nodelay(True)
         self.ctx.websockets.add(self)
         self.ctx.metrics.ws_connections.inc()
         self.ctx.bus.subscribe(self)
