@@ -3,6 +3,8 @@ malformed frames, replay with ``after`` and answering asks with ``respond``."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from tests.ws.helpers import final, is_event, ping, status_is, stored_events, subscribe
@@ -16,6 +18,18 @@ async def test_ping_is_answered_with_pong(ws_connect):
     assert await ws.recv() == {"event": "pong", "id": "p-1", "data": {}}
     await ws.send({"op": "ping"})
     assert await ws.recv() == {"event": "pong", "id": None, "data": {}}
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_event_sockets_send_without_nagle_delay(ws_connect, ctx):
+    """Events are live: TCP_NODELAY is on, or Nagle would hold a write until
+    the client's delayed ACK (40 ms on Linux), as bench/engine.py showed."""
+    ws = await ws_connect()
+    await ws.send({"op": "ping"})
+    await ws.recv()
+    (server_side,) = ctx.websockets
+    sock = server_side.ws_connection.stream.socket
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 @pytest.mark.gen_test(timeout=20)
