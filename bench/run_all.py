@@ -96,11 +96,16 @@ def rows(r: dict[str, dict]) -> list[Row]:
         ),
         (
             f"{conc['tasks']} concurrent streaming tasks: message.delta p99 delay to a WebSocket client, "
-            "all streaming (during the creation burst)",
-            f"{conc['steady_delta_delay_p99_ms']:.0f} ms ({conc['delta_delay_p99_ms']:.0f} ms; "
-            f"p50 {conc['delta_delay_p50_ms']:.0f} ms; {conc['tasks_ended']} ended)",
+            "while all stream (over the whole run, creation burst included)",
+            f"{conc['all_streaming_delta_delay_p99_ms']:.0f} ms ({conc['delta_delay_p99_ms']:.0f} ms; "
+            f"p50 {conc['delta_delay_p50_ms']:.0f} ms; {conc['all_streaming_deltas']:,} deltas with all "
+            f"{conc['peak_tasks_streaming']} streaming; {conc['tasks_ended']} ended)",
             "< 50 ms",
-            lambda: conc["steady_delta_delay_p99_ms"] < 50 and conc["tasks_ended"] == conc["tasks"],
+            lambda: (
+                conc["all_streaming_delta_delay_p99_ms"] < 50
+                and conc["delta_delay_p99_ms"] < 50
+                and conc["peak_tasks_streaming"] == conc["tasks_ended"] == conc["tasks"]
+            ),
         ),
     ]
     out += [
