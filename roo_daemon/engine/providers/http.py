@@ -10,7 +10,9 @@ per connection stays registered while the body arrives, decodes the chunked
 framing in place, and hands the SSE bytes to the reader in as few pieces as
 possible. See ``bench/engine.py`` and README "Performance" for the numbers.
 It also keeps connections alive between a task's turns (:class:`ConnectionPool`),
-which the simple client cannot, saving a TCP and TLS handshake per turn.
+which the simple client cannot, saving a TCP and TLS handshake per turn, and
+honours ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (:class:`Proxy`), which
+Tornado's client ignores.
 
 Only what a provider needs: a POST with a body, a status and headers, and a
 body framed by ``Transfer-Encoding: chunked``, ``Content-Length`` or the
@@ -27,11 +29,17 @@ at once, which is how cancelling a task stops its model stream.
 from __future__ import annotations
 
 import asyncio
+import base64
+import ipaddress
+import os
 import ssl
 import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import proxy_bypass_environment
 
 from tornado.httputil import HTTPHeaders
 
@@ -45,7 +53,12 @@ POOL_MAX_IDLE = 256  # per pool (one pool per provider profile)
 
 class TransportError(Exception):
     """The connection failed or broke: refused, reset, closed mid-body, a
-    malformed response, or silent for longer than the idle timeout. Worth a retry."""
+    malformed response, or silent for longer than the idle timeout. Worth a
+    retry, unless ``retryable`` is false (a proxy that refuses our credentials)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class DeadlineExceeded(Exception):
@@ -68,11 +81,63 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
 
 
-class Origin:
-    """Where a URL's requests go: scheme, host and port, and the request
-    target. Parsed once per provider, not per request."""
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy: ``https`` requests go through a ``CONNECT`` tunnel (TLS
+    to the provider inside it), ``http`` ones are sent to the proxy whole.
+    ``shown`` is the proxy's URL without credentials, for messages."""
 
-    def __init__(self, url: str) -> None:
+    host: str
+    port: int
+    authorization: str | None
+    shown: str
+
+    @classmethod
+    def parse(cls, url: str) -> Proxy:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise InvalidRequest(f"proxy {parts.scheme}://{parts.hostname or ''}: only http:// proxies are supported")
+        authorization = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            authorization = "Basic " + base64.b64encode(pair).decode()
+        port = parts.port or 80
+        return cls(parts.hostname, port, authorization, f"http://{parts.hostname}:{port}")
+
+
+def proxy_for(scheme: str, host: str, environ: Mapping[str, str] | None = None) -> Proxy | None:
+    """The proxy the environment names for this scheme and host, as curl and
+    most tools read it: ``https_proxy``/``http_proxy`` (lower case first),
+    else ``all_proxy``; none for hosts matched by ``no_proxy``, nor ever for
+    loopback (a proxy cannot reach our loopback; as Go's net/http does)."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str:
+        return env.get(name) or env.get(name.upper()) or ""
+
+    url = get(f"{scheme}_proxy") or get("all_proxy")
+    if not url or _is_loopback(host):
+        return None
+    no_proxy = get("no_proxy")
+    if no_proxy and proxy_bypass_environment(host, {"no": no_proxy}):
+        return None
+    return Proxy.parse(url)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Origin:
+    """Where a URL's requests go: scheme, host and port, the request target,
+    and the proxy on the way, if any. Made once per provider, not per request."""
+
+    def __init__(self, url: str, proxy: Proxy | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest(f"not an http(s) URL: {url!r}")
@@ -82,19 +147,32 @@ class Origin:
         default_port = self.port == (443 if parts.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.authority = host if default_port else f"{host}:{self.port}"
+        self.host_port = f"{host}:{self.port}"  # for CONNECT, which always names the port
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.key = (self.scheme, self.host, self.port)
+        self.proxy = proxy
+        self.key = (self.scheme, self.host, self.port, proxy.shown if proxy else "")
+
+    @classmethod
+    def from_environment(cls, url: str, environ: Mapping[str, str] | None = None) -> Origin:
+        """The origin, with the proxy the environment names for it."""
+        parts = urlsplit(url)
+        return cls(url, proxy_for(parts.scheme, parts.hostname or "", environ))
 
 
 def encode_head(origin: Origin, headers: dict[str, str], body_length: int) -> bytes:
     """The request line and headers of a POST, as bytes."""
+    proxy = origin.proxy
+    via_proxy = proxy is not None and origin.scheme == "http"  # https goes through a tunnel instead
+    target = f"http://{origin.authority}{origin.target}" if via_proxy else origin.target
     lines = [
-        f"POST {origin.target} HTTP/1.1",
+        f"POST {target} HTTP/1.1",
         f"Host: {origin.authority}",
         f"User-Agent: roo-daemon/{__version__}",
         # Compression would let a proxy hold events back to fill its blocks.
         "Accept-Encoding: identity",
     ]
+    if via_proxy and proxy.authorization:  # type: ignore[union-attr]
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")  # type: ignore[union-attr]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             raise InvalidRequest(f"header {name.strip()!r} contains a line break or a colon")
@@ -108,7 +186,7 @@ class Connection(asyncio.Protocol):
     bytes go straight to it; while idle in a pool, any byte or close just
     retires the connection."""
 
-    def __init__(self, pool: ConnectionPool | None, key: tuple[str, str, int]) -> None:
+    def __init__(self, pool: ConnectionPool | None, key: tuple[str, str, int, str]) -> None:
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -116,6 +194,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_timer: asyncio.TimerHandle | None = None
+        self._tunnel_reply: asyncio.Future[bytes] | None = None  # while CONNECT awaits the proxy
+        self._tunnel_buf = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -123,8 +203,49 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.exchange is not None:
             self.exchange._feed(data)
+        elif self._tunnel_reply is not None:
+            self._tunnel_received(data)
         else:  # nothing was asked: the server is confused; do not reuse
             self.close()
+
+    async def tunnel(self, origin: Origin, proxy: Proxy) -> None:
+        """``CONNECT`` through ``proxy`` to ``origin``, then TLS inside the tunnel."""
+        loop = asyncio.get_running_loop()
+        assert self.transport is not None
+        lines = [f"CONNECT {origin.host_port} HTTP/1.1", f"Host: {origin.host_port}"]
+        if proxy.authorization:
+            lines.append(f"Proxy-Authorization: {proxy.authorization}")
+        self._tunnel_reply = loop.create_future()
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            head = await self._tunnel_reply
+        finally:
+            self._tunnel_reply = None
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        code = status_line[9:12]
+        if not (status_line.startswith("HTTP/1.") and code == "200"):
+            # 407 (credentials) and 403 (policy) will not change on a retry.
+            raise TransportError(
+                f"proxy {proxy.shown} refused CONNECT {origin.host_port}: {status_line[9:][:80] or status_line[:80]}",
+                retryable=code not in ("407", "403"),
+            )
+        self.transport = await loop.start_tls(  # type: ignore[assignment]
+            self.transport, self, tls_context(), server_hostname=origin.host
+        )
+
+    def _tunnel_received(self, data: bytes) -> None:
+        reply = self._tunnel_reply
+        assert reply is not None
+        self._tunnel_buf += data
+        end = self._tunnel_buf.find(b"\r\n\r\n")
+        if reply.done():
+            return
+        if end >= 0 and end + 4 == len(self._tunnel_buf):
+            reply.set_result(self._tunnel_buf[:end])
+        elif end >= 0:  # bytes from the origin before we spoke TLS: not a proxy we can trust
+            reply.set_exception(TransportError("proxy sent data after its CONNECT reply"))
+        elif len(self._tunnel_buf) > MAX_HEAD_BYTES:
+            reply.set_exception(TransportError("proxy reply to CONNECT too large"))
 
     def eof_received(self) -> bool:
         if self.exchange is not None:
@@ -133,6 +254,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._tunnel_reply is not None and not self._tunnel_reply.done():
+            self._tunnel_reply.set_exception(TransportError("the proxy closed the connection during CONNECT"))
         if self.exchange is not None:
             self.exchange._lost(exc)
         if self.pool is not None:
@@ -154,10 +277,10 @@ class ConnectionPool:
     def __init__(self, idle_seconds: float = POOL_IDLE_SECONDS, max_idle: int = POOL_MAX_IDLE) -> None:
         self.idle_seconds = idle_seconds
         self.max_idle = max_idle
-        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
+        self._idle: dict[tuple[str, str, int, str], list[Connection]] = {}
         self._count = 0
 
-    def take(self, key: tuple[str, str, int]) -> Connection | None:
+    def take(self, key: tuple[str, str, int, str]) -> Connection | None:
         """The most recently used idle connection to ``key``, if any."""
         idle = self._idle.get(key)
         while idle:
@@ -310,20 +433,10 @@ class StreamingPost:
     # Connecting and sending.
 
     async def _connect(self) -> Connection:
-        origin = self.origin
         loop = self._loop
         assert loop is not None
-        conn = Connection(self._pool, origin.key)
-        tls = origin.scheme == "https"
-        connecting = loop.create_connection(
-            lambda: conn,
-            origin.host,
-            origin.port,
-            ssl=tls_context() if tls else None,
-            server_hostname=origin.host if tls else None,
-            happy_eyeballs_delay=0.25,
-        )
-        task = asyncio.ensure_future(connecting)
+        conn = Connection(self._pool, self.origin.key)
+        task = asyncio.ensure_future(self._open(conn))
         self._waiter = waiter = loop.create_future()
         try:
             # The idle and deadline timers end the wait by resolving the waiter.
@@ -339,8 +452,32 @@ class StreamingPost:
         try:
             task.result()
         except (TimeoutError, OSError) as e:  # refused, unreachable, DNS, TLS
-            raise TransportError(f"connection failed: {_describe(e)}") from None
+            via = f" (via proxy {self.origin.proxy.shown})" if self.origin.proxy else ""
+            raise TransportError(f"connection failed{via}: {_describe(e)}") from None
         return conn
+
+    async def _open(self, conn: Connection) -> None:
+        """TCP to the provider (TLS for https), or to the proxy and through it."""
+        origin, proxy = self.origin, self.origin.proxy
+        loop = self._loop
+        assert loop is not None
+        tls = origin.scheme == "https"
+        host, port = (proxy.host, proxy.port) if proxy else (origin.host, origin.port)
+        direct_tls = tls and proxy is None
+        await loop.create_connection(
+            lambda: conn,
+            host,
+            port,
+            ssl=tls_context() if direct_tls else None,
+            server_hostname=origin.host if direct_tls else None,
+            happy_eyeballs_delay=0.25,
+        )
+        if tls and proxy is not None:
+            try:
+                await conn.tunnel(origin, proxy)
+            except BaseException:
+                conn.close()
+                raise
 
     async def _exchange(self, conn: Connection) -> int:
         self._conn = conn

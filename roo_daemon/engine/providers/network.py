@@ -191,7 +191,7 @@ class HttpProvider(ABC):
             attempt += 1
             try:
                 if self._origin is None:
-                    self._origin = Origin(self.url())
+                    self._origin = Origin.from_environment(self.url())
                 post = StreamingPost(
                     self._origin, headers, payload, idle_timeout=self.idle_timeout, deadline=deadline, pool=self.pool
                 )
@@ -221,7 +221,7 @@ class HttpProvider(ABC):
             except WireError as e:
                 failure = _Failure(str(e), e.retryable)
             except TransportError as e:
-                failure = _Failure(str(e), True)
+                failure = _Failure(str(e), e.retryable)
             except DeadlineExceeded:
                 raise ProviderError(
                     self._message(

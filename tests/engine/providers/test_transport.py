@@ -7,109 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import os
-import ssl
-from collections.abc import Awaitable, Callable
 
 import pytest
-import tornado
 
 from roo_daemon.engine.providers import http
 from roo_daemon.engine.providers.base import ProviderError
 from roo_daemon.engine.providers.http import ConnectionPool, StreamingPost, TransportError
 from tests.engine.fakes import Turn
 from tests.engine.providers.conftest import assemble, collect, make_provider
-
-Respond = Callable[[int, asyncio.StreamWriter], Awaitable[bool]]  # (request number, writer) -> keep the connection
-CERT_DIR = os.path.join(os.path.dirname(tornado.__file__), "test")  # tornado ships a self-signed test pair
-
-
-class RawServer:
-    """Reads POSTs (head and Content-Length body) and lets ``respond`` write
-    whatever bytes it likes; records which connection each request came on."""
-
-    def __init__(self, respond: Respond, tls: ssl.SSLContext | None = None) -> None:
-        self.respond = respond
-        self.tls = tls
-        self.connections = 0
-        self.requests: list[tuple[int, bytes, bytes]] = []  # (connection number, head, body)
-        self.closed_by_client = asyncio.Event()
-        self.port = 0
-        self._handlers: set[asyncio.Task] = set()
-
-    async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self.tls)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1/chat/completions"
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        number = self.connections
-        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    self.closed_by_client.set()
-                    return
-                length = int(
-                    next(
-                        line.split(b":")[1]
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    )
-                )
-                self.requests.append((number, head, await reader.readexactly(length)))
-                if not await self.respond(len(self.requests), writer):
-                    return
-        finally:
-            writer.close()
-
-
-def reply(*pieces: bytes, keep: bool = True, bytewise: bool = False) -> Respond:
-    """A responder that writes ``pieces`` (one byte at a time if ``bytewise``) to every request."""
-
-    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
-        for piece in pieces:
-            for part in [piece[i : i + 1] for i in range(len(piece))] if bytewise else [piece]:
-                writer.write(part)
-                await writer.drain()
-                if bytewise:
-                    await asyncio.sleep(0)
-        return keep
-
-    return respond
-
-
-def chunked(*parts: bytes) -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
-
-
-OK_CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-
-
-async def fetch(url: str, pool: ConnectionPool | None = None, idle: float = 5.0) -> tuple[StreamingPost, int, bytes]:
-    loop = asyncio.get_running_loop()
-    post = StreamingPost(
-        url, {"Content-Type": "application/json"}, b'{"a": 1}', idle_timeout=idle, deadline=loop.time() + 10, pool=pool
-    )
-    try:
-        status = await post.start()
-        body = await post.read_body(1 << 30)
-    finally:
-        post.abort()
-    return post, status, body
+from tests.engine.providers.rawhttp import OK_CHUNKED, RawServer, chunked, client_tls, fetch, reply, server_tls
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -278,14 +184,10 @@ async def test_silence_while_connecting_or_waiting_is_the_idle_timeout():
 
 @pytest.mark.gen_test(timeout=10)
 async def test_https_with_a_trusted_certificate(monkeypatch):
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(os.path.join(CERT_DIR, "test.crt"), os.path.join(CERT_DIR, "test.key"))
-    client_tls = ssl.create_default_context(cafile=os.path.join(CERT_DIR, "test.crt"))
-    client_tls.check_hostname = False  # the test pair is for foo.example.com; we dial 127.0.0.1
-    async with RawServer(reply(OK_CHUNKED, chunked(b"data: secure\n\n")), tls=server_tls) as server:
+    async with RawServer(reply(OK_CHUNKED, chunked(b"data: secure\n\n")), tls=server_tls()) as server:
         with pytest.raises(TransportError, match="connection failed: SSLCertVerificationError"):
             await fetch(server.url)  # the system store does not trust a self-signed pair
-        monkeypatch.setattr(http, "tls_context", lambda: client_tls)
+        monkeypatch.setattr(http, "tls_context", client_tls)
         assert (await fetch(server.url))[1:] == (200, b"data: secure\n\n")
 
 
