@@ -196,6 +196,9 @@ class AnthropicTurnParser:
     def finish(self) -> TokenCounts:
         if not self.done:
             raise WireError("the stream ended before message_stop", retryable=True)
+        return self.counts()
+
+    def counts(self) -> TokenCounts:
         u = self._usage
         return TokenCounts(
             tokens_in=u.get("input_tokens", 0),

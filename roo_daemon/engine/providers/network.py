@@ -77,6 +77,19 @@ class TokenCounts:
     cache_writes: int = 0
     reported_cost_usd: float | None = None  # some gateways (OpenRouter) report the cost themselves
 
+    def __add__(self, other: TokenCounts) -> TokenCounts:
+        costs = [c for c in (self.reported_cost_usd, other.reported_cost_usd) if c is not None]
+        return TokenCounts(
+            self.tokens_in + other.tokens_in,
+            self.tokens_out + other.tokens_out,
+            self.cache_reads + other.cache_reads,
+            self.cache_writes + other.cache_writes,
+            sum(costs) if costs else None,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.tokens_in or self.tokens_out or self.cache_reads or self.cache_writes)
+
 
 class TurnParser(Protocol):
     done: bool  # the wire format's end marker arrived: stop reading
@@ -86,6 +99,9 @@ class TurnParser(Protocol):
 
     def finish(self) -> TokenCounts:
         """At the end of the body: the usage, or :class:`WireError` if the turn is incomplete."""
+
+    def counts(self) -> TokenCounts:
+        """The usage reported so far (Anthropic reports the input at the start)."""
 
 
 @dataclass(slots=True)
@@ -168,11 +184,18 @@ class HttpProvider(ABC):
         started = time.monotonic()
         outcome = "error"
         usage: Usage | None = None
+        spent: list[TokenCounts] = []  # what broken attempts were billed for, as far as they told
         try:
-            async for chunk in self._attempts(request):
-                if isinstance(chunk, Usage):
-                    usage = chunk
-                yield chunk
+            try:
+                async for chunk in self._attempts(request, spent):
+                    if isinstance(chunk, Usage):
+                        usage = chunk
+                    yield chunk
+            except ProviderError:
+                if spent:  # the request failed, but those tokens were still used: count them on the task
+                    usage = self._priced(sum(spent, TokenCounts()))
+                    yield usage
+                raise
             outcome = "ok"
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "cancelled"
@@ -180,7 +203,7 @@ class HttpProvider(ABC):
         finally:
             self._record(outcome, time.monotonic() - started, usage)
 
-    async def _attempts(self, request: ProviderRequest) -> AsyncIterator[Chunk]:
+    async def _attempts(self, request: ProviderRequest, spent: list[TokenCounts]) -> AsyncIterator[Chunk]:
         api_key = self._api_key()
         headers = self.headers(api_key)
         payload = json.dumps(self.body(request), ensure_ascii=False).encode()
@@ -198,6 +221,7 @@ class HttpProvider(ABC):
             except InvalidRequest as e:
                 raise ProviderError(self._message(str(e), attempt, api_key)) from None
             yielded = False
+            parser: TurnParser | None = None
             failure: _Failure
             try:
                 status = await post.start()
@@ -216,7 +240,8 @@ class HttpProvider(ABC):
                     async for chunk in self._read_turn(post, parser):
                         yielded = True
                         yield chunk
-                    yield self._priced(parser.finish())
+                    yield self._priced(sum(spent, parser.finish()))
+                    parser = None  # complete: its tokens are in that usage
                     return
             except WireError as e:
                 failure = _Failure(str(e), e.retryable)
@@ -230,6 +255,8 @@ class HttpProvider(ABC):
                 ) from None
             finally:
                 post.abort()
+                if parser is not None and (counts := parser.counts()):
+                    spent.append(counts)  # a broken attempt; a complete one returned above
             if not failure.retryable:
                 raise ProviderError(self._message(failure.message, attempt, api_key))
             if attempt > self.retry.max_retries:

@@ -161,6 +161,9 @@ class OpenAITurnParser:
         # still tells a complete answer from a cut one.
         if not self.done and self.finish_reason is None:
             raise WireError("the stream ended before the answer did (no finish_reason, no [DONE])", retryable=True)
+        return self.counts()
+
+    def counts(self) -> TokenCounts:
         u = self._usage or {}
         prompt = int(u.get("prompt_tokens") or 0)
         details = u.get("prompt_tokens_details") or {}

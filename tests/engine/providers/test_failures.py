@@ -109,6 +109,39 @@ async def test_connection_dropped_mid_stream_resets_then_streams_the_full_text_o
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_tokens_a_broken_attempt_reported_are_counted(fake_anthropic):
+    """Anthropic bills the input of a message that broke midway; its
+    message_start said how much, so the request's usage includes it."""
+    fake_anthropic.script(
+        Turn(text=TEXT, usage={"input": 700, "output": 40, "cache_read": 300}, drop_after=3),
+        Turn(text=TEXT, usage={"input": 700, "output": 40, "cache_read": 300}),
+    )
+    setup = make_provider(fake_anthropic, prices={"input": 1.0, "output": 2.0, "cache_read": 0.1})
+    turn = assemble(await collect(setup.provider))
+    assert turn.text == TEXT and len(turn.usage) == 1
+    (usage,) = turn.usage
+    # message_start reports the input and 1 output token; the rest only at the end.
+    assert (usage.tokens_in, usage.tokens_out, usage.cache_reads) == (1400, 41, 600)
+    assert usage.cost_usd == pytest.approx((1400 * 1.0 + 41 * 2.0 + 600 * 0.1) / 1e6)
+    assert sample(setup.metrics, "llm_tokens_total", **LABELS, kind="input") == 1400
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_when_every_attempt_breaks_the_tokens_used_are_still_reported(fake_anthropic):
+    broken = Turn(text=TEXT, usage={"input": 500}, drop_after=3)
+    fake_anthropic.script(broken, broken)
+    setup = make_provider(fake_anthropic, max_retries=1)
+    chunks = []
+    with pytest.raises(ProviderError, match="retries exhausted"):
+        async for chunk in setup.provider.stream(simple_request()):
+            chunks.append(chunk)
+    usage = assemble(chunks).usage
+    assert [(u.tokens_in, u.tokens_out) for u in usage] == [(1000, 2)]  # yielded just before the error
+    assert sample(setup.metrics, "llm_tokens_total", **LABELS, kind="input") == 1000
+    assert sample(setup.metrics, "llm_requests_total", **LABELS, outcome="error") == 1
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_a_stream_that_ends_early_without_its_end_marker_is_retried(fake):
     """A body cut at a clean boundary (no [DONE] / message_stop) is incomplete."""
     first = (

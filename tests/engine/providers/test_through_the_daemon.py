@@ -43,11 +43,16 @@ async def test_a_task_runs_to_completion_over_a_broken_stream(api, fake):
     assert done["provider_kind"] == fake.kind
     with open(f"{session['workspace']}/hello.txt") as f:
         assert f.read() == "Hello from a real wire.\n"
-    # Two completed requests are counted; the broken attempt is not.
-    writes = 1000 if fake.kind == "anthropic" else 0  # OpenAI reports no cache writes
+    # Two completed requests are counted, and what the broken attempt reported
+    # before it broke: Anthropic's message_start carries the input (10 tokens,
+    # the fake's default, and 1 output); OpenAI reports usage only at the end.
+    anthropic = fake.kind == "anthropic"
+    writes = 1000 if anthropic else 0  # OpenAI reports no cache writes
+    broken_in, broken_out = (10, 1) if anthropic else (0, 0)
     cost = (1200 * 2.0 + 80 * 10.0 + writes * 4.0 + 100 * 2.0 + 30 * 10.0 + 1000 * 0.5) / 1e6
+    cost += (broken_in * 2.0 + broken_out * 10.0) / 1e6
     usage = done["usage"]
-    assert (usage["tokens_in"], usage["tokens_out"]) == (1300, 110)
+    assert (usage["tokens_in"], usage["tokens_out"]) == (1300 + broken_in, 110 + broken_out)
     assert (usage["cache_reads"], usage["cache_writes"]) == (1000, writes)
     assert usage["cost_usd"] == pytest.approx(cost)
     events = await all_events(api, session["id"], task["id"])
