@@ -110,6 +110,7 @@ class Database:
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._pending: list[tuple[WriteFn, asyncio.Future, Callable[[], None] | None]] = []
+        self._backlog = 0  # writes (rows) in _pending, kept as a count: streams ask for it per delta
         self._flushing: asyncio.Task | None = None
         self.on_commit: Callable[[int, float], None] | None = None  # (writes, seconds), for metrics
         self.closed = False
@@ -135,6 +136,7 @@ class Database:
             raise RuntimeError("store is closed")
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((fn, fut, after))
+        self._backlog += 1
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
         return fut
@@ -146,6 +148,7 @@ class Database:
         ``after`` callbacks still run one per row, in order."""
         if self.closed:
             raise RuntimeError("store is closed")
+        self._backlog += 1
         last = self._pending[-1] if self._pending else None
         if last is not None and isinstance(last[0], _Rows) and last[0].sql == sql:
             last[0].add(row, after)
@@ -163,6 +166,7 @@ class Database:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                self._backlog = 0
                 started = time.perf_counter()
                 try:
                     results = await loop.run_in_executor(self._writer, self._apply, [b[0] for b in batch])
@@ -213,7 +217,7 @@ class Database:
     @property
     def backlog(self) -> int:
         """Writes queued and not yet handed to the writer thread."""
-        return sum(len(w[0].rows) if isinstance(w[0], _Rows) else 1 for w in self._pending)
+        return self._backlog
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
