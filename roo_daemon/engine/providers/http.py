@@ -579,7 +579,10 @@ class StreamingPost:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.exchange = None
-            if reusable and self._keep_alive and not self._rest and self._pool is not None:
+            # An answer that came before our whole body went out (an early
+            # error) leaves the rest of the body on the wire: not reusable.
+            sent_all = conn.transport is not None and conn.transport.get_write_buffer_size() == 0
+            if reusable and self._keep_alive and not self._rest and sent_all and self._pool is not None:
                 self._pool.give_back(conn)
             else:
                 conn.close()

@@ -207,3 +207,28 @@ async def test_a_header_with_a_line_break_is_refused_before_sending(fake_openai)
     with pytest.raises(ProviderError, match="header 'X-Team' contains a line break"):
         await collect(setup.provider)
     assert fake_openai.requests == [] and setup.sleep.delays == []
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_an_answer_before_the_whole_body_went_out_does_not_keep_the_connection():
+    hold = asyncio.Event()
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only: the body stays unread
+        writer.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+        await hold.wait()
+        writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = ConnectionPool()
+    loop = asyncio.get_running_loop()
+    post = StreamingPost(
+        f"http://127.0.0.1:{port}/v1", {}, b"x" * (16 << 20), idle_timeout=5, deadline=loop.time() + 10, pool=pool
+    )
+    assert await post.start() == 413
+    assert await post.read_body(100) == b""
+    post.abort()
+    assert pool.take(("http", "127.0.0.1", port, "")) is None
+    hold.set()
+    server.close()
