@@ -48,6 +48,23 @@ class AppContext:
     shutting_down: bool = False
     recovered: dict[str, int] = field(default_factory=dict)
 
+    def update_limits(self, limits: dict[str, Any], max_subscriptions: int | None = None) -> None:
+        """Apply a new ``limits`` section (and ``websocket.max_subscriptions``)
+        to every part that enforces one, on a SIGHUP reload. Rate-limit buckets
+        keep their fill; caps apply from the next request, connection or
+        subscribe on, and nothing already over a lowered cap is closed or evicted.
+
+        The WebSocket handler reads its caps from ``config`` when it checks them
+        (``ws_connections_per_principal``, ``websocket.max_subscriptions``) or
+        when a connection opens (``ws_frames``: new connections get the new
+        rate, open ones keep the bucket they started with)."""
+        self.limiter.update_limits(limits)
+        self.tasks.update_limits(limits)
+        self.sessions.update_limits(limits["max_sessions_per_principal"])
+        self.config["limits"] = limits
+        if max_subscriptions is not None:
+            self.config["websocket"]["max_subscriptions"] = max_subscriptions
+
     async def close(self) -> None:
         """After the server stopped taking requests: interrupt the running
         tasks, drop kept-alive provider connections, close the store."""

@@ -5,6 +5,10 @@ A bucket holds up to ``burst`` tokens and refills at ``rate`` per second;
 a request takes one. The clock is injected so tests can move time without
 sleeping. Buckets live in a bounded LRU: an idle bucket refills to full, so
 forgetting it loses nothing.
+
+Limits can change while the daemon runs (SIGHUP): :meth:`RateLimiter.update_limits`
+retunes the existing buckets in place, so a reload neither hands every
+principal a fresh burst nor empties anyone's bucket.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 MAX_BUCKETS = 100_000
 
@@ -60,6 +65,15 @@ class TokenBucket:
         self._refill(now)
         return self._verdict(self.tokens >= 1)
 
+    def retune(self, rate: float, burst: int, now: float) -> None:
+        """Adopt a new rate and burst, keeping the fill: tokens earned so far
+        (at the old rate) stay, clamped to the new burst. A raised burst is
+        reached by refilling, not granted at once."""
+        self._refill(now)
+        self.rate = rate
+        self.burst = burst
+        self.tokens = min(self.tokens, float(burst))
+
     def _refill(self, now: float) -> None:
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
@@ -68,6 +82,14 @@ class TokenBucket:
         retry = 0 if allowed else max(1, math.ceil((1 - self.tokens) / self.rate))
         reset = math.ceil((self.burst - self.tokens) / self.rate) if self.rate > 0 else 0
         return Verdict(allowed, self.burst, int(self.tokens), reset, retry)
+
+
+def bucket_spec(value: Any) -> tuple[float, int] | None:
+    """``(rate, burst)`` of a limited bucket class; None when unlimited or
+    not a bucket at all (``classes`` may hold the whole ``limits`` section)."""
+    if not isinstance(value, dict) or not value.get("rate"):
+        return None
+    return value["rate"], int(value["burst"])
 
 
 class RateLimiter:
@@ -89,8 +111,37 @@ class RateLimiter:
         bucket = self._bucket(cls, key)
         return None if bucket is None else bucket.peek(self.clock())
 
+    def update_limits(self, classes: dict[str, Any]) -> list[str]:
+        """Adopt new ``{rate, burst}`` per class (a SIGHUP reload); return the
+        classes whose limits changed. Existing buckets of a changed class are
+        retuned in place (their fill kept, clamped to the new burst); those of
+        a class now unlimited are dropped, and a class newly limited starts
+        with full buckets, as a never-seen principal would. Buckets of an
+        unchanged class are not touched."""
+        changed = sorted(
+            cls
+            for cls in self.classes.keys() | classes.keys()
+            if bucket_spec(self.classes.get(cls)) != bucket_spec(classes.get(cls))
+        )
+        self.classes = classes
+        if changed:
+            self._retune(set(changed))
+        return changed
+
+    def _retune(self, changed: set[str]) -> None:
+        # One pass over at most MAX_BUCKETS small objects, once per reload.
+        now = self.clock()
+        for ident, bucket in list(self._buckets.items()):
+            if ident[0] not in changed:
+                continue
+            spec = bucket_spec(self.classes.get(ident[0]))
+            if spec is None:
+                del self._buckets[ident]
+            else:
+                bucket.retune(spec[0], spec[1], now)
+
     def _bucket(self, cls: str, key: str) -> TokenBucket | None:
-        spec = self.classes.get(cls)
+        spec = self.classes.get(cls)  # the hot path: no helper call here
         if not spec or not spec.get("rate"):
             return None
         ident = (cls, key)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import signal
 import socket
 import time
+from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
@@ -22,7 +24,7 @@ from tornado.netutil import bind_sockets
 from roo_daemon import __version__
 from roo_daemon.app import make_app
 from roo_daemon.auth import Authenticator
-from roo_daemon.config import Config, ConfigError, load_config
+from roo_daemon.config import SCHEMA, Config, ConfigError, load_config
 from roo_daemon.context import AppContext, open_context
 from roo_daemon.logs import set_level
 from roo_daemon.sdnotify import Notifier
@@ -31,6 +33,41 @@ from roo_daemon.store import IdempotencyStore
 
 log = logging.getLogger("roo_daemon.server")
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+# What a SIGHUP applies. Any other setting that changed in the file keeps its
+# running value (the HTTP server, the store, the engine and the providers are
+# built from it at start) and is named in a warning, never silently ignored.
+LIVE_SECTIONS = ("auth", "limits")
+LIVE_KEYS = ("log.level", "websocket.max_subscriptions")
+
+
+def changed_settings(running: Config, fresh: Config) -> dict[str, tuple[Any, Any]]:
+    """``section.key`` -> ``(running value, file value)`` for every option that
+    differs (a whole provider profile counts as one key)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for section in SCHEMA["properties"]:
+        old, new = running.get(section) or {}, fresh.get(section) or {}
+        for key in sorted(old.keys() | new.keys()):
+            if old.get(key) != new.get(key):
+                out[f"{section}.{key}"] = (old.get(key), new.get(key))
+    return out
+
+
+def applies_live(setting: str) -> bool:
+    return setting.split(".", 1)[0] in LIVE_SECTIONS or setting in LIVE_KEYS
+
+
+def describe_changes(changed: dict[str, tuple[Any, Any]]) -> str:
+    """``limits.read {"burst":200,"rate":100} -> {"burst":10,"rate":5}; auth.keys``:
+    values of ``auth`` are never logged (hashes; the redactor would hide them anyway)."""
+
+    def show(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+    return "; ".join(
+        name if name.startswith("auth.") else f"{name} {show(old)} -> {show(new)}"
+        for name, (old, new) in changed.items()
+    )
 
 
 class Daemon:
@@ -116,8 +153,11 @@ class Daemon:
             log.exception("pruning failed")
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file and apply what can change live
-        (API keys, log level). Connections stay open; a bad file changes nothing."""
+        """SIGHUP: re-read the config file and apply what can change live: the
+        ``auth`` section (keys, keys file, protect_metrics), the log level,
+        every ``limits.*`` and ``websocket.max_subscriptions``. Connections stay
+        open (but those of a removed key); a bad file changes nothing; other
+        changed settings are named in a warning and wait for a restart."""
         assert self.ctx is not None
         try:
             # A small file read on the loop, once per SIGHUP: not worth a thread.
@@ -125,15 +165,37 @@ class Daemon:
         except ConfigError as e:
             log.error("reload failed, keeping the running configuration: %s", e)
             return
+        changed = changed_settings(self.cfg, fresh)  # before self.cfg takes the new values
         previous, self.ctx.auth = self.ctx.auth, Authenticator(fresh["auth"]["keys"])
         self.cfg["auth"] = fresh["auth"]
         revoked = self._recheck_websockets(previous)
-        self.cfg["log"] = fresh["log"]
+        self.cfg["log"]["level"] = fresh["log"]["level"]
         set_level(fresh["log"]["level"])
+        self.ctx.update_limits(fresh["limits"], fresh["websocket"]["max_subscriptions"])
+        self._log_reload(changed, revoked)
+
+    def _log_reload(self, changed: dict[str, tuple[Any, Any]], revoked: int) -> None:
+        """One line saying what the reload changed, and a warning naming what it
+        could not: an operator must not believe a setting is live when it is not."""
+        applied = {name: values for name, values in changed.items() if applies_live(name)}
+        pending = [name for name in changed if not applies_live(name)]
         log.info(
-            "configuration reloaded",
-            extra={"keys": len(fresh["auth"]["keys"]), "level": fresh["log"]["level"], "websockets_revoked": revoked},
+            "configuration reloaded: %s",
+            describe_changes(applied) or "no live setting changed",
+            extra={
+                "keys": len(self.cfg["auth"]["keys"]),
+                "level": self.cfg["log"]["level"],
+                "websockets_revoked": revoked,
+                "changed": list(applied),
+                "restart_required": pending,
+            },
         )
+        if pending:
+            log.warning(
+                "settings changed that only a restart applies; they keep their running values until then: %s",
+                ", ".join(pending),
+                extra={"restart_required": pending},
+            )
 
     def _recheck_websockets(self, previous: Authenticator) -> int:
         """Open WebSockets stay open across a reload, with their key's new

@@ -24,6 +24,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from roo_daemon.auth import LOCAL, Principal
 from roo_daemon.clientip import client_ip
 from roo_daemon.problems import PROBLEM_CONTENT_TYPE, Problem, validation_problem
+from roo_daemon.ratelimit import Verdict
 from roo_daemon.spec import Operation
 
 if TYPE_CHECKING:
@@ -75,11 +76,14 @@ def authenticate(ctx: AppContext, ip: str, header: str | None = None, *, token: 
             )
     principal = auth.from_token(token) if token is not None else auth.from_header(header)
     if principal is None:
+        headers = dict(UNAUTHORIZED_HEADERS)
         if presented:
-            ctx.limiter.take("auth_failures_per_ip", ip)
-        raise Problem(
-            401, "a valid API key is required: send 'Authorization: Bearer <key>'", headers=dict(UNAUTHORIZED_HEADERS)
-        )
+            # The wrong key took a token from this address's bucket: say
+            # how many are left, as on any response counted against a bucket.
+            taken = ctx.limiter.take("auth_failures_per_ip", ip)
+            if taken is not None:
+                headers.update(taken.headers())
+        raise Problem(401, "a valid API key is required: send 'Authorization: Bearer <key>'", headers=headers)
     return principal
 
 
@@ -88,6 +92,9 @@ class ProblemWriter(RequestHandler):
     shared by REST handlers and the WebSocket handshake."""
 
     route: ClassVar[str] = "(unmatched)"  # the route template, for metrics and logs
+    # The bucket this request was counted against, if any: its RateLimit-*
+    # headers go on the answer, errors included (send_error clears headers).
+    rate_verdict: Verdict | None = None
 
     @property
     def request_id(self) -> str:
@@ -168,6 +175,9 @@ class ProblemWriter(RequestHandler):
             problem.headers.setdefault("Allow", allow)
             problem.extra["allow"] = methods
             problem.detail = f"{self.request.method} is not allowed here; allowed: {allow}"
+        if self.rate_verdict is not None:
+            for name, value in self.rate_verdict.headers().items():
+                problem.headers.setdefault(name, value)
         for name, value in problem.headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
@@ -262,13 +272,22 @@ class ApiHandler(ProblemWriter):
         method = self.request.method or "GET"
         cls = self.rate_classes.get(method) or ("read" if method in ("GET", "HEAD") else "write")
         verdict = self.ctx.limiter.take(cls, principal.name)
-        if verdict is not None and not verdict.allowed:
+        if verdict is None:
+            return  # the class is unlimited (rate 0): no bucket, no headers
+        self.rate_verdict = verdict
+        if not verdict.allowed:
             self.ctx.metrics.rate_limited.labels(cls).inc()
             raise Problem(
                 429,
                 f"rate limit for {cls} requests exceeded; retry in {verdict.retry_after} s",
                 headers=verdict.headers(),
             )
+        # Every answer tells the client where it stands, so it can slow down
+        # before a 429 (IETF RateLimit header fields). On every limited
+        # request: str() values (Tornado's int path is an ABC check, slower), no dict.
+        self.set_header("RateLimit-Limit", str(verdict.limit))
+        self.set_header("RateLimit-Remaining", str(verdict.remaining))
+        self.set_header("RateLimit-Reset", str(verdict.reset_seconds))
 
     # -- CORS -------------------------------------------------------------
 

@@ -51,6 +51,11 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self._creating: Counter[str] = Counter()  # sessions being created, per principal
 
+    def update_limits(self, max_sessions: int) -> None:
+        """A new per-principal cap (a SIGHUP reload), checked from the next
+        create on. Sessions above a lowered cap are kept: only new ones are refused."""
+        self.max_sessions = max_sessions
+
     async def load(self) -> None:
         self.sessions = {s.id: s for s in await self.store.load_all()}
 

@@ -42,6 +42,11 @@ class TaskManager:
         self.caps = caps or {"max_live_tasks_per_principal": 100}
         self._creating: Counter[str] = Counter()  # tasks being created, per principal
 
+    def update_limits(self, caps: dict[str, Any]) -> None:
+        """New caps (a SIGHUP reload), checked from the next create on. Live
+        tasks above a lowered cap keep running: only new ones are refused."""
+        self.caps = caps
+
     async def create(
         self, principal: Principal, session_id: str, body: dict[str, Any], key: str | None
     ) -> tuple[Task, bool]:

@@ -1,5 +1,7 @@
 """SIGHUP (``systemctl reload``): the log level changes live, observed in the
-daemon's own output, while a WebSocket stays open and keeps streaming."""
+daemon's own output, while a WebSocket stays open and keeps streaming; and
+``limits.*`` apply live, while settings only a restart applies are named in a
+warning."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import yaml
 
 from tests.conftest import Api, WsClient
 from tests.ops.conftest import OpsDaemonFactory
+from tests.security.conftest import TOKENS, auth_keys
 
 
 def access_record(request_id: str):
@@ -68,5 +71,33 @@ async def test_sighup_with_a_broken_file_keeps_the_running_configuration(ops_dae
     api = Api(d.base_url)
     assert (await api.get("/healthz", headers={"X-Request-ID": "still-info"})).status == 200
     await d.await_log(access_record("still-info"))  # still at info
+    d.send_signal(signal.SIGTERM)
+    assert await d.await_exit() == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_sighup_applies_a_lowered_rate_limit_and_names_what_needs_a_restart(
+    ops_daemon: OpsDaemonFactory,
+) -> None:
+    never = 0.001  # tokens per second: nothing refills during the test
+    d = ops_daemon(auth={"keys": auth_keys()}, limits={"read": {"rate": never, "burst": 5}})
+    await d.astart()
+    alice = Api(d.base_url, TOKENS["alice"])
+    for left in ("4", "3"):
+        assert (await alice.get("/api/v1/sessions")).headers["RateLimit-Remaining"] == left
+
+    cfg = yaml.safe_load(d.config_path.read_text())
+    cfg["limits"]["read"] = {"rate": never, "burst": 2}
+    cfg["server"] = {"max_body_bytes": 2 << 20}  # sized into the HTTP server at start
+    d.config_path.write_text(yaml.safe_dump(cfg))
+    d.send_signal(signal.SIGHUP)
+    reloaded = await d.await_log("configuration reloaded")
+    assert reloaded["changed"] == ["limits.read"] and "limits.read" in reloaded["msg"]
+    warned = await d.await_log("only a restart applies")
+    assert warned["level"] == "warning" and warned["restart_required"] == ["server.max_body_bytes"]
+
+    # Her 3 tokens are clamped to the new burst of 2: the third request is refused.
+    statuses = [(await alice.get("/api/v1/sessions")).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
     d.send_signal(signal.SIGTERM)
     assert await d.await_exit() == 0

@@ -45,6 +45,19 @@ def config(tmp_path: Path) -> dict[str, Any]:
     return secure_config(tmp_path)
 
 
+class FakeClock:
+    """A clock for ``RateLimiter(clock=...)``: time moves only when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def bearer(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[name]}"}
 

@@ -28,6 +28,20 @@ async def test_no_rate_limits_without_keys(api: Api) -> None:
 
 
 @pytest.mark.gen_test(timeout=15)
+async def test_no_ratelimit_headers_without_keys(api: Api) -> None:
+    """No bucket applies, so no answer claims one: success or error."""
+    answers = [
+        await api.get(SESSIONS),
+        await api.post(SESSIONS, {}),
+        await api.get(f"{SESSIONS}/ses_{'0' * 32}"),
+        await api.get(f"{SESSIONS}?limit=0"),
+    ]
+    assert [r.status for r in answers] == [200, 201, 404, 422]
+    for r in answers:
+        assert not [name for name in r.headers if name.lower().startswith("ratelimit-")], (r.status, r.headers)
+
+
+@pytest.mark.gen_test(timeout=15)
 async def test_a_foreign_host_name_is_refused(api: Api) -> None:
     port = api.base_url.rsplit(":", 1)[1]
     for host in (f"rebind.evil.example:{port}", "evil.example", f"192.0.2.1:{port}"):

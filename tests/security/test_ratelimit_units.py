@@ -5,17 +5,7 @@ from __future__ import annotations
 
 from roo_daemon.clientip import client_ip, parse_networks
 from roo_daemon.ratelimit import MAX_BUCKETS, RateLimiter, TokenBucket
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.security.conftest import FakeClock
 
 
 def test_a_full_bucket_allows_exactly_its_burst() -> None:
@@ -148,3 +138,65 @@ def test_peek_takes_nothing() -> None:
     clock.advance(2.0)
     assert limiter.peek("auth", "1.2.3.4").allowed
     assert limiter.peek("unlimited", "1.2.3.4") is None
+
+
+# -- new limits at run time (SIGHUP) ----------------------------------------------
+
+
+def test_retune_keeps_the_fill_and_clamps_it_to_a_lower_burst() -> None:
+    bucket = TokenBucket(rate=1.0, burst=10, now=0.0)
+    for _ in range(3):
+        bucket.take(0.0)
+    bucket.retune(rate=1.0, burst=20, now=0.0)  # a raised burst is not a gift: still 7
+    assert bucket.peek(0.0).remaining == 7 and bucket.peek(0.0).limit == 20
+    bucket.retune(rate=1.0, burst=4, now=0.0)  # a lowered one clamps
+    assert [bucket.take(0.0).allowed for _ in range(5)] == [True, True, True, True, False]
+
+
+def test_retune_counts_the_time_before_it_at_the_old_rate() -> None:
+    bucket = TokenBucket(rate=1.0, burst=10, now=0.0)
+    for _ in range(10):
+        bucket.take(0.0)
+    # 2 s at the old 1/s earned 2 tokens; from then on, 0.5/s.
+    bucket.retune(rate=0.5, burst=10, now=2.0)
+    assert bucket.peek(2.0).remaining == 2
+    assert bucket.peek(4.0).remaining == 3
+
+
+def test_update_limits_retunes_changed_classes_and_leaves_the_others() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter({"read": {"rate": 1, "burst": 10}, "write": {"rate": 1, "burst": 10}}, clock)
+    for _ in range(3):
+        limiter.take("read", "alice")
+        limiter.take("write", "alice")
+    changed = limiter.update_limits({"read": {"rate": 1, "burst": 5}, "write": {"rate": 1, "burst": 10}})
+    assert changed == ["read"]
+    assert limiter.peek("read", "alice").remaining == 5  # 7 clamped to the new burst
+    assert limiter.peek("write", "alice").remaining == 7  # untouched
+    assert limiter.peek("read", "bob").remaining == 5  # a new bucket starts full at the new burst
+    assert limiter.update_limits({"read": {"rate": 1, "burst": 5}, "write": {"rate": 1, "burst": 10}}) == []
+
+
+def test_update_limits_can_lift_and_impose_a_limit() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter({"read": {"rate": 1, "burst": 2}, "write": {"rate": 0, "burst": 1}}, clock)
+    limiter.take("read", "alice")
+    limiter.take("read", "alice")
+    assert not limiter.take("read", "alice").allowed
+    assert limiter.update_limits({"read": {"rate": 0, "burst": 1}, "write": {"rate": 1, "burst": 2}}) == [
+        "read",
+        "write",
+    ]
+    assert limiter.take("read", "alice") is None  # unlimited now: the empty bucket is gone
+    assert limiter._buckets.keys() == set()
+    assert [limiter.take("write", "alice").allowed for _ in range(3)] == [True, True, False]
+    # Limited again later: a fresh, full bucket (nothing was remembered).
+    limiter.update_limits({"read": {"rate": 1, "burst": 2}, "write": {"rate": 1, "burst": 2}})
+    assert limiter.peek("read", "alice").remaining == 2
+
+
+def test_update_limits_ignores_what_is_not_a_bucket() -> None:
+    """The limiter gets the whole ``limits`` section; caps are not its business."""
+    limits = {"read": {"rate": 1, "burst": 2}, "max_live_tasks_per_principal": 100}
+    limiter = RateLimiter(limits, FakeClock())
+    assert limiter.update_limits({**limits, "max_live_tasks_per_principal": 5}) == []
