@@ -10,6 +10,14 @@ socket absorbs is no backlog). Past ``websocket.send_queue_max`` the client
 is closed with 1013 (try again later) and resumes with ``after``: a slow
 client never makes the daemon buffer without bound or slow anyone else.
 Replays hand over frames only as fast as the client reads them.
+
+At most once per connection: event frames carry no subscription id, so a
+connection is one stream however many subscriptions it holds. Each
+subscription records which events it has covered (see ``Subscription``);
+an event another subscription already sent is skipped, whether it comes
+from a replay, from the live events held back during one, or live. What
+the client gets is what the subscriptions would send on their own, minus
+every repeat: the first copy stays, in its place.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ import json
 import logging
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import IOLoop
@@ -106,22 +116,62 @@ class FrameValidator:
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Subscription:
+    """One subscription of a connection, and what it has covered.
+
+    Covered: every event matching the filters with ``after < seq <= reach``
+    is on the connection already, sent by this subscription or, before it,
+    by another one. While replaying, ``reach`` is ``through``, the last seq
+    the replay has dealt with (held-back live events are not covered yet).
+    Live, it also takes in every event fanned out so far: a live
+    subscription sends each match as it is fanned out. Unsubscribed, it is
+    frozen as ``until``; the record stays a while so a later replay does
+    not repeat what it sent (``EventSocket._remember``).
+    """
+
     id: str
     session_id: str | None
     task_id: str | None
-    buffer: list[Event] | None = None  # live events held back while the replay runs
-    # The last seq the replay sent. The store commits an event before the bus
-    # fans it out, so a replay may read an event whose live copy comes later.
-    replayed_through: int = 0
+    # Exclusive start: ``after`` for a replay, else the last seq fanned out
+    # when it began; None if that was before the connection's first event
+    # (unknown until then: it covers nothing yet, EventSocket._start_live).
+    after: int | None
+    # The last seq the replay dealt with (a subscription without one: its
+    # start). The store commits an event before the bus fans it out, so a
+    # replay may read an event whose live copy comes later: live copies up
+    # to here are skipped.
+    through: int
+    buffer: list[Event] | None = None  # live events held back while the replay runs (None: live)
+    until: int | None = None  # the reach when it was unsubscribed
 
     def matches(self, event: Event) -> bool:
-        return (
-            event.seq > self.replayed_through
-            and (self.session_id is None or event.session_id == self.session_id)
-            and (self.task_id is None or event.task_id == self.task_id)
+        return (self.session_id is None or event.session_id == self.session_id) and (
+            self.task_id is None or event.task_id == self.task_id
         )
+
+    def reach(self, fanned: int) -> int:
+        """The last seq covered, ``fanned`` being the last seq fanned out."""
+        if self.until is not None:
+            return self.until
+        if self.buffer is not None:
+            return self.through
+        return max(self.through, fanned)
+
+    def joins(self, other: Subscription) -> bool:
+        """Same filters, and ranges that overlap or touch: together, one range."""
+        return (
+            self.session_id == other.session_id
+            and self.task_id == other.task_id
+            and (self.after or 0) <= (other.until or 0)
+            and (other.after or 0) <= (self.until or 0)
+        )
+
+
+def _stored_event(seq: int, frame: str) -> Event:
+    """A replayed row as an event: its ids, to match other subscriptions' filters."""
+    doc = json.loads(frame)
+    return Event(seq, doc["event"], doc["session_id"], doc["task_id"], None, frame)
 
 
 class EventSocket(WebSocketHandler, ProblemWriter):
@@ -133,6 +183,17 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self.ctx = ctx
         self.principal: Principal | None = None
         self.subs: dict[str, Subscription] = {}
+        self._gone: list[Subscription] = []  # unsubscribed, still covering what they sent
+        # deliver()'s fast path: the one live subscription when nothing else
+        # could have sent its events (the common case), else None.
+        self._solo: Subscription | None = None
+        # The last seq the bus fanned out to this connection; None before the
+        # first (what was fanned out before the connection opened is unknown).
+        self._fanned: int | None = None
+        self._unstarted = False  # a live subscription waits for the first event to learn its start
+        # The highest seq a replay dealt with or a gone record reaches: a
+        # live event beyond it cannot have been sent yet (no record to check).
+        self._ahead = 0
         self._unflushed = 0
         self._outbox: list[bytes] = []
         self._room: asyncio.Event | None = None  # set when a replay may send again
@@ -262,9 +323,40 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self._reply("pong", frame.get("id"))
 
     async def _op_unsubscribe(self, frame: dict[str, Any]) -> None:
-        if self.subs.pop(frame["id"], None) is None:
+        sub = self.subs.pop(frame["id"], None)
+        if sub is None:
             raise Problem(404, f"no subscription with id {frame['id']}", slug="not-found")
+        self._remember(sub)
+        self._reshape()
         self._reply("unsubscribed", frame["id"])
+
+    def _remember(self, gone: Subscription) -> None:
+        """Keep what an unsubscribed subscription covered, so a later replay
+        skips what it sent. Bounded: a record stays only while the store
+        still holds events of its range (a replay cannot return older ones,
+        and every event fanned out from now on is newer than its reach); one
+        that overlaps or touches an earlier record with the same filters
+        merges into it (unsubscribing and resubscribing keeps one record);
+        and past ``websocket.max_subscriptions`` records the one that ends
+        first is forgotten: a replay reaching back into its range may then
+        repeat those events, a duplicate, never a gap."""
+        if gone.after is None:
+            return  # it began before any event reached this connection, and none has since: it sent nothing
+        gone.until = gone.reach(self._fanned or 0)
+        gone.buffer = None
+        self._ahead = max(self._ahead, gone.until)
+        floor = self.ctx.bus.pruned_through
+        kept: list[Subscription] = []
+        for old in self._gone:
+            if old.until is None or old.until <= floor:
+                continue
+            if old.joins(gone):
+                gone.after, gone.until = min(old.after or 0, gone.after), max(old.until, gone.until)
+            else:
+                kept.append(old)
+        kept.append(gone)
+        kept.sort(key=lambda r: r.until or 0)
+        self._gone = kept[-self.ctx.config["websocket"]["max_subscriptions"] :]
 
     async def _op_subscribe(self, frame: dict[str, Any]) -> None:
         assert self.principal is not None
@@ -278,18 +370,52 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             raise Problem(429, f"at most {limit} subscriptions per connection", slug="too-many-requests")
         if frame.get("session_id") is not None:
             self.ctx.sessions.visible(self.principal, frame["session_id"])
-        sub = Subscription(sub_id, frame.get("session_id"), frame.get("task_id"))
         after = frame.get("after")
+        # Without a replay, it sends every match fanned out from now on: it
+        # starts at the last seq fanned out (unknown before the first).
+        start = self._fanned if after is None else after
+        self._unstarted = self._unstarted or start is None
+        sub = Subscription(sub_id, frame.get("session_id"), frame.get("task_id"), start, start or 0)
         if after is not None:
             sub.buffer = []
         self.subs[sub_id] = sub
+        self._reshape()
         self._reply("subscribed", sub_id, {"after": after} if after is not None else {})
         if after is not None:
             await self._replay(sub, after)
 
+    def _reshape(self) -> None:
+        """Choose deliver()'s path after the subscriptions changed. The fast
+        one needs a single live subscription and no record that may hold an
+        event not fanned out yet (an unsubscribed replay that read it from
+        the store first); anything else goes through _deliver_shared."""
+        only = next(iter(self.subs.values())) if len(self.subs) == 1 else None
+        fanned = self._fanned or 0
+        if (
+            only is not None
+            and only.buffer is None
+            and only.after is not None
+            and all((r.until or 0) <= fanned for r in self._gone)
+        ):
+            self._solo = only
+        else:
+            self._solo = None
+
+    def _records(self) -> Iterator[Subscription]:
+        return chain(self.subs.values(), self._gone)
+
+    def _holders(self, sub: Subscription, seq: int, fanned: int) -> list[Subscription]:
+        """The records other than ``sub`` whose range holds ``seq``: the only
+        ones that may have sent it already (if their filters match)."""
+        return [r for r in self._records() if r is not sub and r.after is not None and r.after < seq <= r.reach(fanned)]
+
+    def _sent_by_another(self, sub: Subscription, event: Event, fanned: int) -> bool:
+        return self._any_matches(self._holders(sub, event.seq, fanned), event)
+
     async def _replay(self, sub: Subscription, after: int) -> None:
         """Stored events after ``after``, then the live ones held back
-        meanwhile: each exactly once, in seq order."""
+        meanwhile: each exactly once, in seq order, skipping those another
+        subscription has already sent."""
         assert self.principal is not None and sub.buffer is not None
         if after < self.ctx.bus.pruned_through:
             self._send(
@@ -302,13 +428,11 @@ class EventSocket(WebSocketHandler, ProblemWriter):
                 )
             )
         owner = None if self.principal.is_admin else self.principal.name
-        last = after
         while self._replaying(sub):
-            rows = await self.ctx.events.page(last, REPLAY_PAGE, sub.session_id, sub.task_id, owner)
+            rows = await self.ctx.events.page(sub.through, REPLAY_PAGE, sub.session_id, sub.task_id, owner)
             for seq, frame in rows:
-                await self._make_room()
-                self._send(frame)
-                last = seq
+                if not await self._catch_up(sub, seq, frame, None):
+                    return
             if len(rows) < REPLAY_PAGE:
                 break
         # Live events held back meanwhile; more may arrive while we wait for
@@ -318,12 +442,28 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             if not held:
                 break
             for event in held:
-                if event.seq > last:
-                    await self._make_room()
-                    self._send(event.frame)
-                    last = event.seq
-        sub.replayed_through = last
+                if event.seq > sub.through and not await self._catch_up(sub, event.seq, event.frame, event):
+                    return
         sub.buffer = None
+        self._reshape()
+
+    async def _catch_up(self, sub: Subscription, seq: int, frame: str, event: Event | None) -> bool:
+        """Send one event of ``sub``'s replay, unless another subscription
+        sent it already (checked after waiting for room: meanwhile a live
+        one may have). False once ``sub`` is gone: it sends no more then."""
+        await self._make_room()
+        if not self._replaying(sub):
+            return False
+        holders = self._holders(sub, seq, self._fanned or 0)
+        if not holders or not self._any_matches(holders, event or _stored_event(seq, frame)):
+            self._send(frame)
+        sub.through = seq
+        self._ahead = max(self._ahead, seq)
+        return True
+
+    @staticmethod
+    def _any_matches(records: list[Subscription], event: Event) -> bool:
+        return any(r.matches(event) for r in records)
 
     def _replaying(self, sub: Subscription) -> bool:
         return not self._closed and self.subs.get(sub.id) is sub
@@ -347,28 +487,72 @@ class EventSocket(WebSocketHandler, ProblemWriter):
     # -- outgoing -------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
-        """Called by the bus for every committed event."""
+        """Called by the bus for every committed event, in seq order."""
+        self._fanned = event.seq
+        solo = self._solo
+        if solo is not None:
+            # The hot path (every event, every connection): one live
+            # subscription, so nothing else could have sent this event.
+            principal = self.principal
+            if (
+                (principal.is_admin or event.owner == principal.name)  # type: ignore[union-attr]
+                and solo.matches(event)
+                and event.seq > solo.through
+            ):
+                if event.wire is None:  # framed once, the same bytes for every subscriber
+                    event.wire = text_frame(event.frame.encode())
+                self._send(event.wire)
+            return
+        if self.subs:
+            self._deliver_shared(event)
+
+    def _deliver_shared(self, event: Event) -> None:
+        """Several subscriptions, or one replaying. Live ones come first:
+        the first that matches sends the event, unless a replay read it from
+        the store before this fan-out and sent it already. Replaying ones
+        hold it back only if no live one matched: what was sent live, their
+        replay will skip."""
+        if self._unstarted:
+            self._start_live(event.seq - 1)
         principal = self.principal
-        if principal is None or self._closed or not self.subs:
+        if principal is None or self._closed or not (principal.is_admin or event.owner == principal.name):
             return
-        if not (principal.is_admin or event.owner == principal.name):
+        replaying: list[Subscription] = []
+        for sub in self.subs.values():
+            if not sub.matches(event):
+                continue
+            if sub.buffer is not None:
+                replaying.append(sub)
+                continue
+            # Fanned out so far: up to ``event.seq - 1``. No other live
+            # subscription has seen this event yet; only a replay that read
+            # it from the store before this fan-out may have sent it.
+            seq = event.seq
+            if seq > sub.through and (seq > self._ahead or not self._sent_by_another(sub, event, seq - 1)):
+                if event.wire is None:
+                    event.wire = text_frame(event.frame.encode())
+                self._send(event.wire)  # may drop the client for lag, clearing self.subs: stop iterating
             return
-        sent = False
-        for sub in list(self.subs.values()):  # a drop for lag clears self.subs
-            if sub.matches(event):
-                if sub.buffer is not None:
-                    sub.buffer.append(event)
-                    if len(sub.buffer) > HELD_PER_QUEUE_SLOT * self.ctx.config["websocket"]["send_queue_max"]:
-                        # The replay cannot catch up with the live stream:
-                        # holding more would be memory without bound.
-                        self.ctx.metrics.ws_dropped.inc()
-                        self._closed_for_lag()
-                        return
-                elif not sent:
-                    if event.wire is None:  # framed once, the same bytes for every subscriber
-                        event.wire = text_frame(event.frame.encode())
-                    self._send(event.wire)
-                    sent = True
+        limit = HELD_PER_QUEUE_SLOT * self.ctx.config["websocket"]["send_queue_max"]
+        for sub in replaying:
+            assert sub.buffer is not None
+            sub.buffer.append(event)
+            if len(sub.buffer) > limit:
+                # The replay cannot catch up with the live stream:
+                # holding more would be memory without bound.
+                self.ctx.metrics.ws_dropped.inc()
+                self._closed_for_lag()
+                return
+
+    def _start_live(self, before_first: int) -> None:
+        """The connection's first event: the live subscriptions begun before
+        it start here (everything up to it was fanned out before the
+        connection opened, so none of them sent it)."""
+        self._unstarted = False
+        for sub in self.subs.values():
+            if sub.after is None:
+                sub.after = sub.through = before_first
+        self._reshape()
 
     def _send(self, frame: str | bytes) -> None:
         """Queue one frame (JSON text, or a ready wire frame). Frames queued
@@ -429,6 +613,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
 
     def _closed_for_lag(self) -> None:
         self.subs.clear()
+        self._gone.clear()
+        self._solo = None
         self.close(1013, "client too slow: reconnect and resume with after")
         self.on_close()
 

@@ -3,40 +3,27 @@ produced, resuming after a reconnect, and the ``gap`` frame after pruning."""
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 import pytest
 
-from tests.conftest import make_config
-from tests.ws.helpers import final, is_event, ping, stored_events, subscribe
-
-# A "model" that streams one character per delta, then waits until cancelled:
-# a long run of small events to subscribe into the middle of.
-CHATTY_TEXT = (string.ascii_letters + string.digits) * 48 + "!"  # 2,977 deltas, "!" is the last
-
-
-def past(seq: int):
-    """A frame beyond ``seq``, or the stream's last delta (whichever comes first)."""
-    return lambda f: is_event(f) and (f["seq"] > seq or (f["event"] == "message.delta" and f["data"]["text"] == "!"))
+from tests.ws.helpers import (
+    CHATTY_TEXT,
+    cancel,
+    chatty_config,
+    deltas,
+    final,
+    is_event,
+    past,
+    ping,
+    stored_events,
+    subscribe,
+)
 
 
 @pytest.fixture
 def config(tmp_path) -> dict[str, Any]:
-    # The scripted model streams far faster than a test reads, and some
-    # clients here pause on purpose: no client may be dropped for lag.
-    cfg = make_config(tmp_path, websocket={"send_queue_max": 10**6})
-    cfg["providers"]["chatty"] = {"kind": "scripted", "chunk_chars": 1, "turns": [{"text": CHATTY_TEXT, "hang": True}]}
-    return cfg
-
-
-def deltas(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [f for f in frames if is_event(f) and f["event"] == "message.delta"]
-
-
-async def cancel(api, session_id: str, task_id: str) -> None:
-    r = await api.delete(f"/api/v1/sessions/{session_id}/tasks/{task_id}")
-    assert r.status == 202, r.body
+    return chatty_config(tmp_path)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -125,9 +112,14 @@ async def test_gap_frame_when_after_is_older_than_retention(api, ctx, ws_connect
     assert await ping(ws) == [{"event": "pong", "id": "p", "data": {}}]
 
     # With a task filter, the gap is announced too.
+    other = await ws_connect()
+    await subscribe(other, "old-task", task_id=task["id"], after=1)
+    assert (await other.recv())["event"] == "gap"
+    assert [f["seq"] for f in await other.recv_until(final(task["id"]))][0] == last - 2
+    # On the connection that got those events already: the gap, and no event twice.
     await subscribe(ws, "old-task", task_id=task["id"], after=1)
     assert (await ws.recv())["event"] == "gap"
-    assert [f["seq"] for f in await ws.recv_until(final(task["id"]))][0] == last - 2
+    assert await ping(ws) == [{"event": "pong", "id": "p", "data": {}}]
 
     # From inside the retained range: no gap.
     fresh = await ws_connect()
