@@ -55,15 +55,16 @@ class AppContext:
         subscribe on, and nothing already over a lowered cap is closed or evicted.
 
         The WebSocket handler reads its caps from ``config`` when it checks them
-        (``ws_connections_per_principal``, ``websocket.max_subscriptions``) or
-        when a connection opens (``ws_frames``: new connections get the new
-        rate, open ones keep the bucket they started with)."""
+        (``ws_connections_per_principal``, ``websocket.max_subscriptions``); open
+        connections retune their frame bucket (``ws_frames``) here."""
         self.limiter.update_limits(limits)
         self.tasks.update_limits(limits)
         self.sessions.update_limits(limits["max_sessions_per_principal"])
         self.config["limits"] = limits
         if max_subscriptions is not None:
             self.config["websocket"]["max_subscriptions"] = max_subscriptions
+        for ws in self.websockets:
+            ws.update_limits(limits)
 
     async def close(self) -> None:
         """After the server stopped taking requests: interrupt the running

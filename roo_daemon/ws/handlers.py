@@ -40,7 +40,7 @@ from roo_daemon.api.base import ProblemWriter, authenticate
 from roo_daemon.auth import Principal
 from roo_daemon.events import Event
 from roo_daemon.problems import Problem
-from roo_daemon.ratelimit import TokenBucket
+from roo_daemon.ratelimit import TokenBucket, bucket_spec
 
 if TYPE_CHECKING:
     from roo_daemon.context import AppContext
@@ -199,8 +199,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self._room: asyncio.Event | None = None  # set when a replay may send again
         self._closed = False
         self._auth_timer: Any = None
-        frames = ctx.config["limits"]["ws_frames"]
-        self._frames = TokenBucket(frames["rate"], frames["burst"], time.monotonic()) if frames["rate"] else None
+        self._frames: TokenBucket | None = None
+        self.update_limits(ctx.config["limits"])
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
@@ -238,6 +238,19 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             1 for w in self.ctx.websockets if w is not self and w.principal and w.principal.name == principal.name
         )
         return mine >= cap
+
+    def update_limits(self, limits: dict[str, Any]) -> None:
+        """The client's frame budget (``limits.ws_frames``), at open and on a
+        SIGHUP reload: a changed rate keeps the bucket's fill (clamped to a
+        lowered burst); rate 0 lifts the limit, a new limit starts full."""
+        spec = bucket_spec(limits["ws_frames"])
+        now = time.monotonic()
+        if spec is None:
+            self._frames = None
+        elif self._frames is None:
+            self._frames = TokenBucket(spec[0], spec[1], now)
+        else:
+            self._frames.retune(spec[0], spec[1], now)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         # Frames are already gathered into one write per loop turn

@@ -172,6 +172,26 @@ async def test_websocket_caps_apply_to_new_connections_and_subscribes(
 
 
 @pytest.mark.gen_test(timeout=15)
+async def test_open_websockets_take_a_new_frame_rate(ws_as: Any, daemon: Daemon, config_file: Path) -> None:
+    ws = await ws_as("alice")
+
+    async def pings(n: int) -> list[str]:
+        out = []
+        for i in range(n):
+            await ws.send({"op": "ping", "id": f"p{i}"})
+            frame = await ws.recv()
+            out.append(frame["event"] if frame["event"] == "pong" else frame["data"]["code"])
+        return out
+
+    edit(config_file, limits={"ws_frames": {"rate": 0.001, "burst": 2}})
+    daemon.reload()
+    assert await pings(4) == ["pong", "pong", "rate-limited", "rate-limited"]  # the fill, clamped to 2
+    edit(config_file, limits={"ws_frames": {"rate": 0, "burst": 2}})
+    daemon.reload()
+    assert await pings(3) == ["pong"] * 3  # rate 0: no limit
+
+
+@pytest.mark.gen_test(timeout=15)
 async def test_a_bad_file_changes_no_limit(
     as_: Any, daemon: Daemon, config_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
