@@ -1,10 +1,13 @@
 """The client's address, believing ``X-Forwarded-For`` / ``X-Real-IP`` only
 from configured trusted proxies (none by default), so nobody can pick the
-address the rate limiter sees by sending a header."""
+address the rate limiter sees by sending a header. A unix-socket client has
+no address: it is told apart by its user (:func:`unix_peer`)."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import struct
 from collections.abc import Iterable, Mapping
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,6 +39,20 @@ def client_ip(remote_ip: str, headers: Mapping[str, str], trusted: list[Network]
         return _valid(hops[0]) or remote_ip if hops else remote_ip
     real = headers.get("X-Real-IP")
     return _valid(real or "") or remote_ip
+
+
+def unix_peer(sock: socket.socket | None) -> str:
+    """``unix:uid=N`` for the user at the other end of a unix socket (Linux
+    ``SO_PEERCRED``), so the per-address limits do not put every local
+    client in one bucket; plain ``unix`` where the kernel cannot say."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or peercred is None:
+        return "unix"
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i")))
+    except OSError:
+        return "unix"
+    return f"unix:uid={uid}"
 
 
 def _valid(addr: str) -> str | None:

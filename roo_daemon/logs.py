@@ -105,6 +105,8 @@ def access_logger(metrics: Metrics) -> Callable[[Any], None]:
             seconds * 1000,
             extra={
                 "request_id": getattr(handler, "request_id", None),
+                # The address the limits saw: forwarded only from trusted proxies; unix:uid=N on a unix socket.
+                "client": getattr(handler, "client_ip", None) or handler.request.remote_ip,
                 "route": route,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from roo_daemon.auth import LOCAL, Principal
-from roo_daemon.clientip import client_ip
+from roo_daemon.clientip import client_ip, unix_peer
 from roo_daemon.problems import PROBLEM_CONTENT_TYPE, Problem, validation_problem
 from roo_daemon.ratelimit import Verdict
 from roo_daemon.spec import Operation
@@ -107,6 +107,19 @@ class ProblemWriter(RequestHandler):
     @property
     def client_ip(self) -> str:
         """The address the per-IP limits see (forwarding headers only from trusted proxies)."""
+        connection = self.request.connection
+        context = getattr(connection, "context", None)
+        if getattr(context, "address_family", None) == socket.AF_UNIX:
+            # Tornado calls every unix-socket peer 0.0.0.0; ask the kernel
+            # once per connection who it is.
+            peer = getattr(context, "roo_unix_peer", None)
+            if peer is None:
+                # A WebSocket's connection hands its stream to the protocol.
+                stream = getattr(connection, "stream", None) or getattr(
+                    getattr(self, "ws_connection", None), "stream", None
+                )
+                peer = context.roo_unix_peer = unix_peer(getattr(stream, "socket", None))  # type: ignore[union-attr]
+            return peer
         ctx = getattr(self, "ctx", None)
         trusted = ctx.trusted_proxies if ctx is not None else []
         return client_ip(self.request.remote_ip or "", self.request.headers, trusted)

@@ -4,13 +4,23 @@ slow down first. The limiter's clock is frozen, so every value is exact."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPClientError
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPHeaders
+from tornado.netutil import bind_unix_socket
 
+from roo_daemon.clientip import unix_peer
 from tests.conftest import Api, WsClient
+from tests.contract import check_response
 from tests.security.conftest import FakeClock, secure_config
 
 SESSIONS = "/api/v1/sessions"
@@ -131,3 +141,41 @@ async def test_an_unlimited_class_sends_no_headers(as_: Any, ctx: Any, clock: Fa
     assert rate(await alice.get(SESSIONS)) is None
     assert rate(await alice.get(MISSING)) is None
     assert rate(await alice.post(SESSIONS, {})) == (3, 2, 1)  # writes are still limited
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_unix_socket_clients_have_a_bucket_of_their_own(
+    api: Api, app: Any, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tornado calls every unix-socket peer 0.0.0.0; the limiter (and the
+    access log) see the peer's user instead, so local users do not share one
+    address bucket."""
+    caplog.set_level(logging.INFO, "roo_daemon.access")
+    server = HTTPServer(app)
+    server.add_socket(bind_unix_socket(str(tmp_path / "roo.sock")))
+
+    async def wrong_key_over_unix() -> tuple[int, int, int] | None:
+        reader, writer = await asyncio.open_unix_connection(str(tmp_path / "roo.sock"))
+        writer.write(f"GET {SESSIONS} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer roo_wrong\r\n\r\n".encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        headers = HTTPHeaders.parse(head.split("\r\n", 1)[1])
+        body = await reader.readexactly(int(headers["Content-Length"]))
+        writer.close()
+        check_response("GET", SESSIONS, int(head.split(" ")[1]), headers, body)
+        assert head.startswith("HTTP/1.1 401 ")
+        return rate(SimpleNamespace(headers=headers))
+
+    r = await api.get(SESSIONS, headers={"Authorization": "Bearer roo_wrong"})
+    assert rate(r) == (4, 3, 1)  # the TCP client's address bucket
+    assert await wrong_key_over_unix() == (4, 3, 1)  # a fresh bucket: this user's
+    assert await wrong_key_over_unix() == (4, 2, 2)
+    server.stop()
+    clients = [getattr(r, "client", None) for r in caplog.records if r.name == "roo_daemon.access"]
+    assert clients == ["127.0.0.1", f"unix:uid={os.getuid()}", f"unix:uid={os.getuid()}"]
+
+
+def test_a_unix_peer_is_named_by_its_user() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX)
+    with left, right:
+        assert unix_peer(left) == f"unix:uid={os.getuid()}"
+    assert unix_peer(None) == "unix"
