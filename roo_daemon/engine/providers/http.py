@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 from urllib.request import proxy_bypass_environment
 
 from tornado.httputil import HTTPHeaders
@@ -94,22 +94,40 @@ class Proxy:
 
     @classmethod
     def parse(cls, url: str) -> Proxy:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname:
-            raise InvalidRequest(f"proxy {parts.scheme}://{parts.hostname or ''}: only http:// proxies are supported")
+        # Errors do not quote this URL: it may hold a password.
+        parts, host, port = _split_url(url if "://" in url else f"http://{url}", "the proxy URL")
+        if parts.scheme != "http" or not host:
+            raise InvalidRequest(f"proxy {parts.scheme}://{host}: only http:// proxies are supported")
         authorization = None
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             authorization = "Basic " + base64.b64encode(pair).decode()
-        port = parts.port or 80
-        return cls(parts.hostname, port, authorization, f"http://{parts.hostname}:{port}")
+        port = port or 80
+        return cls(host, port, authorization, f"http://{host}:{port}")
 
 
-def proxy_for(scheme: str, host: str, environ: Mapping[str, str] | None = None) -> Proxy | None:
+def _split_url(url: str, what: str) -> tuple[SplitResult, str, int | None]:
+    """``url`` split, with its host in ASCII (IDNA, as the Host header needs)
+    and its port. A bad port or host name is :class:`InvalidRequest` here, not
+    a ``ValueError`` or ``UnicodeError`` out of ``getaddrinfo`` at each attempt."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+        return parts, host, parts.port
+    except ValueError as e:  # UnicodeError is one
+        userinfo = url.partition("://")[2].partition("/")[0].rpartition("@")[0]
+        text = str(e).replace(userinfo, "...") if userinfo else str(e)  # urlsplit may quote the netloc
+        raise InvalidRequest(f"{what} is not valid: {text}") from None
+
+
+def proxy_for(
+    scheme: str, host: str, environ: Mapping[str, str] | None = None, port: int | None = None
+) -> Proxy | None:
     """The proxy the environment names for this scheme and host, as curl and
     most tools read it: ``https_proxy``/``http_proxy`` (lower case first),
     else ``all_proxy``; none for hosts matched by ``no_proxy``, nor ever for
-    loopback (a proxy cannot reach our loopback; as Go's net/http does)."""
+    loopback (a proxy cannot reach our loopback; as Go's net/http does).
+    A ``no_proxy`` entry may name a port (``ollama.lan:11434``), as in urllib and Go."""
     env = os.environ if environ is None else environ
 
     def get(name: str) -> str:
@@ -119,7 +137,9 @@ def proxy_for(scheme: str, host: str, environ: Mapping[str, str] | None = None) 
     if not url or _is_loopback(host):
         return None
     no_proxy = get("no_proxy")
-    if no_proxy and proxy_bypass_environment(host, {"no": no_proxy}):
+    # urllib matches an entry against the host alone and against host:port.
+    where = f"{host}:{port or (443 if scheme == 'https' else 80)}"
+    if no_proxy and proxy_bypass_environment(where, {"no": no_proxy}):
         return None
     return Proxy.parse(url)
 
@@ -138,12 +158,12 @@ class Origin:
     and the proxy on the way, if any. Made once per provider, not per request."""
 
     def __init__(self, url: str, proxy: Proxy | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        parts, hostname, port = _split_url(url, f"the URL {url!r}")
+        if parts.scheme not in ("http", "https") or not hostname:
             raise InvalidRequest(f"not an http(s) URL: {url!r}")
         self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.host = hostname
+        self.port = port or (443 if parts.scheme == "https" else 80)
         default_port = self.port == (443 if parts.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.authority = host if default_port else f"{host}:{self.port}"
@@ -155,8 +175,8 @@ class Origin:
     @classmethod
     def from_environment(cls, url: str, environ: Mapping[str, str] | None = None) -> Origin:
         """The origin, with the proxy the environment names for it."""
-        parts = urlsplit(url)
-        return cls(url, proxy_for(parts.scheme, parts.hostname or "", environ))
+        parts, host, port = _split_url(url, f"the URL {url!r}")
+        return cls(url, proxy_for(parts.scheme, host, environ, port))
 
 
 def encode_head(origin: Origin, headers: dict[str, str], body_length: int) -> bytes:
@@ -178,7 +198,13 @@ def encode_head(origin: Origin, headers: dict[str, str], body_length: int) -> by
             raise InvalidRequest(f"header {name.strip()!r} contains a line break or a colon")
         lines.append(f"{name}: {value}")
     lines.append(f"Content-Length: {body_length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    text = "\r\n".join(lines) + "\r\n\r\n"
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as e:
+        # Name the header, never show its value: it may be the API key.
+        name = text[text.rfind("\n", 0, e.start) + 1 :].split(":", 1)[0]
+        raise InvalidRequest(f"header {name!r} contains {text[e.start]!r}, which HTTP headers cannot carry") from None
 
 
 class Connection(asyncio.Protocol):
@@ -240,7 +266,9 @@ class Connection(asyncio.Protocol):
         end = self._tunnel_buf.find(b"\r\n\r\n")
         if reply.done():
             return
-        if end >= 0 and end + 4 == len(self._tunnel_buf):
+        # A refusal (407, 403, 502) usually comes with a page: the status
+        # line is what counts, and the connection is closed anyway.
+        if end >= 0 and (end + 4 == len(self._tunnel_buf) or self._tunnel_buf[9:12] != b"200"):
             reply.set_result(self._tunnel_buf[:end])
         elif end >= 0:  # bytes from the origin before we spoke TLS: not a proxy we can trust
             reply.set_exception(TransportError("proxy sent data after its CONNECT reply"))
@@ -390,7 +418,9 @@ class StreamingPost:
             self._failure = None
             self._state = _HEAD
             self._rest = b""
-            self._arm_timers()
+            # Silence is counted from the first send: a server that said
+            # nothing for a while and then hung up gets no fresh idle window.
+            self._arm_timers(silent_since=self._last_activity)
             return await self._exchange(await self._connect())
 
     async def next_chunk(self) -> bytes | None:
@@ -483,7 +513,12 @@ class StreamingPost:
         self._conn = conn
         conn.exchange = self
         assert conn.transport is not None
-        conn.transport.write(self._request)
+        if conn.closed or conn.transport.is_closing():
+            # It ended before we listened (a server or docker-proxy that
+            # accepts and hangs up): say so now, not after the idle timeout.
+            self._broken("the server closed the connection")
+        else:
+            conn.transport.write(self._request)
         while self._state == _HEAD:
             if self._failure is not None:
                 raise self._failure
@@ -547,12 +582,12 @@ class StreamingPost:
         self._cancel_timers()
         self._wake()
 
-    def _arm_timers(self) -> None:
+    def _arm_timers(self, silent_since: float | None = None) -> None:
         loop = self._loop
         assert loop is not None
         self._cancel_timers()
-        self._last_activity = loop.time()
-        self._idle_timer = loop.call_later(self._idle_timeout, self._check_idle)
+        self._last_activity = loop.time() if silent_since is None else silent_since
+        self._idle_timer = loop.call_at(self._last_activity + self._idle_timeout, self._check_idle)
         self._deadline_timer = loop.call_at(self._deadline, self._fail, DeadlineExceeded())
 
     def _check_idle(self) -> None:
@@ -583,6 +618,9 @@ class StreamingPost:
             # error) leaves the rest of the body on the wire: not reusable.
             sent_all = conn.transport is not None and conn.transport.get_write_buffer_size() == 0
             if reusable and self._keep_alive and not self._rest and sent_all and self._pool is not None:
+                if self._paused:  # paused for our slow reader; the next exchange must hear its answer
+                    self._paused = False
+                    conn.transport.resume_reading()  # type: ignore[union-attr]
                 self._pool.give_back(conn)
             else:
                 conn.close()
@@ -604,6 +642,8 @@ class StreamingPost:
                 size_text = buf[pos:eol].split(b";", 1)[0].strip()
                 try:
                     size = int(size_text, 16)
+                    if size < 0:  # int() takes a sign; a negative size would walk the parser backwards forever
+                        raise ValueError
                 except ValueError:
                     raise TransportError(f"malformed chunked body (chunk size {size_text[:20]!r})") from None
                 pos = eol + 1
@@ -636,6 +676,8 @@ class StreamingPost:
             elif state == _TRAILER:
                 eol = buf.find(b"\n", pos)
                 if eol < 0:
+                    if end - pos > MAX_HEAD_BYTES:  # bounded, as the head and size lines are
+                        raise TransportError("malformed chunked body (trailer line too long)")
                     break
                 line = buf[pos:eol].strip()
                 pos = eol + 1
@@ -667,7 +709,7 @@ class StreamingPost:
         status_line, _, header_text = text.partition("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
+        if not version.startswith("HTTP/1.") or not code.isdecimal():  # isdigit() takes "²", which int() refuses
             raise TransportError(f"not an HTTP/1.x response: {status_line[:80]!r}")
         status = int(code)
         if 100 <= status < 200:
@@ -686,13 +728,18 @@ class StreamingPost:
             self._decoder = zlib.decompressobj()
         elif encoding != "identity":
             raise TransportError(f"unsupported Content-Encoding {encoding!r}")
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if status == 204 or status == 304:  # never a body, whatever the headers say (RFC 9112, 6.3)
+            self._state = _FIXED
+            self._remaining = 0
+        elif "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self._state = _SIZE
         elif "Content-Length" in self.headers:
             try:
                 self._remaining = int(self.headers["Content-Length"])
             except ValueError:
                 raise TransportError("malformed Content-Length") from None
+            if self._remaining < 0:
+                raise TransportError("malformed Content-Length")
             self._state = _FIXED
         else:
             self._state = _UNTIL_CLOSE

@@ -6,6 +6,7 @@ knows where they are, so a request that skipped the proxy would fail."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -111,3 +112,47 @@ def test_loopback_is_never_proxied(host):
 def test_only_http_proxies_are_supported():
     with pytest.raises(InvalidRequest, match="only http:// proxies"):
         proxy_for("https", "api.openai.com", {"HTTPS_PROXY": "https://corp:3128"})
+
+
+@pytest.mark.parametrize("status", [b"403 Forbidden", b"407 Proxy Authentication Required"])
+@pytest.mark.gen_test(timeout=10)
+async def test_a_refusal_that_comes_with_a_page_fails_the_request_at_once(fake_openai, monkeypatch, status):
+    page = b"<html><body>Access denied. Ask your administrator.</body></html>"
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        # Head and page in one write, as Squid sends them: was "proxy sent data after its CONNECT reply", retried.
+        writer.write(
+            b"HTTP/1.1 %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (status, len(page), page)
+        )
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    setup = make_provider(fake_openai, base_url="https://provider.test/v1", max_retries=3)
+    with pytest.raises(ProviderError, match=f"refused CONNECT provider.test:443: {status.decode()}"):
+        await collect(setup.provider)
+    assert setup.sleep.delays == []
+    server.close()
+
+
+def test_a_no_proxy_entry_may_name_a_port():
+    environ = {
+        "HTTP_PROXY": "http://corp:3128",
+        "HTTPS_PROXY": "http://corp:3128",
+        "NO_PROXY": "ollama.lan:11434,vllm.lan",
+    }
+    assert Origin.from_environment("http://ollama.lan:11434/v1", environ).proxy is None  # was proxied
+    assert Origin.from_environment("http://ollama.lan:8080/v1", environ).proxy is not None  # another port
+    assert Origin.from_environment("https://vllm.lan:8443/v1", environ).proxy is None  # no port named: any port
+    environ["NO_PROXY"] = "2001:db8::1"
+    assert Origin.from_environment("https://[2001:db8::1]:8443/v1", environ).proxy is None
+    assert Origin.from_environment("https://[2001:db8::2]/v1", environ).host_port == "[2001:db8::2]:443"
+
+
+@pytest.mark.parametrize("url", ["http://roo:s3cret@corp:99999", "http://roo:s3cret\uff03@corp:3128"])
+def test_a_bad_proxy_url_is_an_invalid_request_that_hides_the_password(url):
+    with pytest.raises(InvalidRequest, match="the proxy URL is not valid") as err:  # was a bare ValueError
+        proxy_for("https", "api.openai.com", {"HTTPS_PROXY": url})
+    assert "s3cret" not in str(err.value)

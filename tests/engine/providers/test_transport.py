@@ -12,7 +12,7 @@ import pytest
 
 from roo_daemon.engine.providers import http
 from roo_daemon.engine.providers.base import ProviderError
-from roo_daemon.engine.providers.http import ConnectionPool, StreamingPost, TransportError
+from roo_daemon.engine.providers.http import ConnectionPool, Origin, StreamingPost, TransportError
 from tests.engine.fakes import Turn
 from tests.engine.providers.conftest import assemble, collect, make_provider
 from tests.engine.providers.rawhttp import OK_CHUNKED, RawServer, chunked, client_tls, fetch, reply, server_tls
@@ -120,6 +120,13 @@ async def test_a_large_body_pauses_the_socket_and_still_arrives_whole():
         (OK_CHUNKED + b"10\r\npartial", "the server closed the connection mid-body"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "mid-body"),
         (b"", "the server closed the connection before the response"),
+        # int() takes a sign: a negative size walked the parser backwards (with "-4\n\n", forever).
+        pytest.param(OK_CHUNKED + b"-1\r\n0\r\n\r\n", "malformed chunked body", id="negative-chunk-size"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nhello", "malformed Content-Length", id="negative-length"
+        ),
+        # "\xb2" is "²" in latin-1: isdigit() but not int(), which raised inside data_received.
+        pytest.param(b"HTTP/1.1 \xb200 OK\r\n\r\n", "not an HTTP/1.x response", id="superscript-status"),
     ],
 )
 @pytest.mark.gen_test(timeout=10)
@@ -156,11 +163,12 @@ async def test_a_connection_the_server_closed_while_idle_leaves_the_pool():
     pool = ConnectionPool()
     async with RawServer(respond) as server:
         await fetch(server.url, pool)
+        key = Origin(server.url).key
         for _ in range(50):
-            if pool.take(("http", "127.0.0.1", server.port)) is None:
+            if not pool._idle.get(key):  # not take(): that would remove it while still open
                 break
             await asyncio.sleep(0.01)
-        assert pool.take(("http", "127.0.0.1", server.port)) is None
+        assert pool.take(key) is None
         await fetch(server.url, pool)
         assert server.connections == 2
     pool.close()
@@ -172,7 +180,7 @@ async def test_idle_connections_are_closed_after_a_while():
     async with RawServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as server:
         await fetch(server.url, pool)
         await asyncio.wait_for(server.closed_by_client.wait(), 5)
-        assert pool.take(("http", "127.0.0.1", server.port)) is None
+        assert pool.take(Origin(server.url).key) is None
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -231,4 +239,98 @@ async def test_an_answer_before_the_whole_body_went_out_does_not_keep_the_connec
     post.abort()
     assert pool.take(("http", "127.0.0.1", port, "")) is None
     hold.set()
+    server.close()
+
+
+@pytest.mark.parametrize("status", [b"204 No Content", b"304 Not Modified"])
+@pytest.mark.gen_test(timeout=10)
+async def test_a_204_or_304_answer_has_no_body_and_keeps_the_connection(status):
+    pool = ConnectionPool()
+    async with RawServer(reply(b"HTTP/1.1 %s\r\n\r\n" % status)) as server:  # no framing headers: none needed
+        for _ in range(2):
+            assert (await fetch(server.url, pool, idle=2))[1:] == (int(status[:3]), b"")
+        assert server.connections == 1
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_connection_paused_for_a_slow_reader_goes_back_to_the_pool_reading():
+    data = b"x" * (http.PAUSE_READING_BYTES + 1)  # the read that brings the last byte also crosses the threshold
+    pool = ConnectionPool()
+    async with RawServer(reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data), data)) as server:
+        key = Origin(server.url).key
+        loop = asyncio.get_running_loop()
+        post = StreamingPost(server.url, {}, b"", idle_timeout=5, deadline=loop.time() + 10, pool=pool)
+        assert await post.start() == 200
+        for _ in range(500):  # read nothing until the whole body is in and the connection pooled
+            if (conn := pool.take(key)) is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert conn is not None and conn.transport.is_reading()
+        pool.give_back(conn)
+        assert await post.read_body(1 << 30) == data
+        post.abort()
+        assert (await fetch(server.url, pool, idle=1))[1:] == (200, data)  # was: the idle timeout
+        assert server.connections == 1
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_the_resend_on_a_stale_connection_gets_no_fresh_idle_window():
+    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
+        if n == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        if n == 2:
+            await asyncio.sleep(0.8)
+            return False  # silent, then hangs up without a word: taken for a stale connection
+        return True  # the resend is never answered
+
+    pool = ConnectionPool()
+    async with RawServer(respond) as server:
+        await fetch(server.url, pool)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TransportError, match="idle timeout"):
+            await fetch(server.url, pool, idle=1.0)
+        assert loop.time() - started < 1.5  # was 0.8 + a fresh 1.0
+        assert [r[0] for r in server.requests] == [1, 1, 2]  # it was sent again all the same
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"base_url": "http://127.0.0.1:99999/v1"}, "is not valid: Port out of range"),
+        ({"base_url": "http://api..example.com/v1"}, "is not valid: .*label empty or too long"),
+        ({"headers": {"X-Title": "Roo \u2013 daemon"}}, "header 'X-Title' contains '\u2013'"),
+    ],
+)
+@pytest.mark.gen_test(timeout=10)
+async def test_a_bad_url_or_header_value_fails_the_request_with_a_provider_error(fake_openai, overrides, message):
+    # These escaped the retry loop as ValueError, UnicodeError or UnicodeEncodeError.
+    setup = make_provider(fake_openai, max_retries=3, **overrides)
+    with pytest.raises(ProviderError, match=message):
+        await collect(setup.provider)
+    assert fake_openai.requests == [] and setup.sleep.delays == []
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_an_endless_trailer_line_is_refused_not_buffered():
+    async with RawServer(reply(OK_CHUNKED + b"0\r\nX-Trailer: " + b"a" * 70000)) as server:  # then silence
+        with pytest.raises(TransportError, match="trailer"):  # was buffered until the idle timeout
+            await fetch(server.url, idle=3)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_server_that_hangs_up_on_connect_fails_the_attempt_at_once():
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()  # as docker-proxy does when the container behind it is down
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TransportError, match="the server closed the connection before the response"):
+        await fetch(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", idle=3)
+    assert loop.time() - started < 1  # was the whole idle timeout
     server.close()
