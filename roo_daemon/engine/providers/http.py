@@ -49,6 +49,7 @@ MAX_HEAD_BYTES = 65536  # status line and headers of one response
 PAUSE_READING_BYTES = 1 << 20  # unread body buffered before the socket is paused
 POOL_IDLE_SECONDS = 10.0  # a kept-alive connection is closed after this long unused
 POOL_MAX_IDLE = 256  # per pool (one pool per provider profile)
+LINGER_SECONDS = 2.0  # after release(): how long the rest of a body may take to arrive
 
 
 class TransportError(Exception):
@@ -401,6 +402,7 @@ class StreamingPost:
         self._last_activity = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._draining = False  # released: the rest of the body is read and dropped
 
     async def start(self) -> int:
         """Send the request; return the response's status once its headers arrived."""
@@ -450,8 +452,31 @@ class StreamingPost:
             out += chunk
         return bytes(out[:limit])
 
+    def release(self, linger: float = LINGER_SECONDS) -> None:
+        """The caller has all it wants (the stream's end marker came) and
+        reads no further. Instead of closing the connection, let the rest of
+        the body (usually just the chunked ``0\\r\\n\\r\\n``, often in a later
+        packet) arrive and be dropped, so the connection goes back to its pool;
+        it is closed if that takes longer than ``linger`` seconds. After
+        this, :meth:`abort` leaves the connection be."""
+        if self._conn is None or self._failure is not None or self._state == _DONE:
+            return  # already pooled or closed
+        self._draining = True
+        self._parts.clear()
+        self._buffered = 0
+        self._cancel_timers()
+        self._idle_timer = self._loop.call_later(linger, self._give_up)  # type: ignore[union-attr]
+        if self._paused and self._conn.transport is not None:
+            self._paused = False
+            self._conn.transport.resume_reading()
+
     def abort(self) -> None:
-        """Stop the request now (closing its connection), unless it already ended."""
+        """Stop the request now (closing its connection), unless it already
+        ended or was released."""
+        if not self._draining:
+            self._give_up()
+
+    def _give_up(self) -> None:
         self._cancel_timers()
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -751,7 +776,7 @@ class StreamingPost:
                 data = self._decoder.decompress(data)
             except zlib.error as e:
                 raise TransportError(f"corrupt compressed body: {e}") from None
-        if not data:
+        if not data or self._draining:
             return
         self._parts.append(data)
         self._buffered += len(data)

@@ -240,6 +240,7 @@ class HttpProvider(ABC):
                     async for chunk in self._read_turn(post, parser):
                         yielded = True
                         yield chunk
+                    post.release()  # the end marker came: let the body end, and keep the connection
                     yield self._priced(sum(spent, parser.finish()))
                     parser = None  # complete: its tokens are in that usage
                     return

@@ -334,3 +334,56 @@ async def test_a_server_that_hangs_up_on_connect_fails_the_attempt_at_once():
         await fetch(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", idle=3)
     assert loop.time() - started < 1  # was the whole idle timeout
     server.close()
+
+
+DONE_CHUNK = chunked(b"data: [DONE]\n\n")[: -len(b"0\r\n\r\n")]  # the last event, not the body's end
+
+
+async def _read_to_marker(post: StreamingPost, marker: bytes) -> bytes:
+    got = b""
+    while marker not in got:
+        piece = await post.next_chunk()
+        assert piece is not None
+        got += piece
+    return got
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_released_stream_keeps_its_connection_when_the_body_ends_later():
+    """Providers stop reading at their end marker; the chunked terminator
+    often comes in a later packet. Released, the connection waits for it
+    and goes back to the pool instead of being closed."""
+
+    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK_CHUNKED + DONE_CHUNK)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    pool = ConnectionPool()
+    async with RawServer(respond) as server:
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            post = StreamingPost(server.url, {}, b"{}", idle_timeout=5, deadline=loop.time() + 10, pool=pool)
+            assert await post.start() == 200
+            assert await _read_to_marker(post, b"[DONE]") == b"data: [DONE]\n\n"
+            post.release()
+            post.abort()  # what the caller's cleanup does: no effect once released
+            await asyncio.sleep(0.2)
+        assert server.connections == 1
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_released_stream_whose_body_never_ends_is_closed_after_the_linger():
+    pool = ConnectionPool()
+    async with RawServer(reply(OK_CHUNKED + DONE_CHUNK)) as server:  # then silence
+        loop = asyncio.get_running_loop()
+        post = StreamingPost(server.url, {}, b"{}", idle_timeout=5, deadline=loop.time() + 10, pool=pool)
+        assert await post.start() == 200
+        await _read_to_marker(post, b"[DONE]")
+        post.release(linger=0.05)
+        await asyncio.wait_for(server.closed_by_client.wait(), 5)
+        assert pool.take(Origin(server.url).key) is None
+    pool.close()
