@@ -584,7 +584,10 @@ class StreamingPost:
             self._broken("the server closed the connection")
 
     def _lost(self, exc: Exception | None) -> None:
-        if self._state != _DONE:
+        if self._state == _UNTIL_CLOSE and exc is not None:
+            # A body that ends with the connection must end cleanly: a reset cut it.
+            self._fail(TransportError(f"connection lost mid-body: {_describe(exc)}"))
+        elif self._state != _DONE:
             self._broken(f"connection lost: {_describe(exc)}" if exc else "the server closed the connection")
 
     def _broken(self, message: str) -> None:
@@ -758,6 +761,10 @@ class StreamingPost:
             self._remaining = 0
         elif "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self._state = _SIZE
+            if "Content-Length" in self.headers:
+                # Both framings: chunked wins, but the connection is not reused
+                # (RFC 9112 6.3: the message may be an attempt at smuggling).
+                self._keep_alive = False
         elif "Content-Length" in self.headers:
             try:
                 self._remaining = int(self.headers["Content-Length"])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
+import struct
 
 import pytest
 
@@ -387,3 +389,30 @@ async def test_a_released_stream_whose_body_never_ends_is_closed_after_the_linge
         await asyncio.wait_for(server.closed_by_client.wait(), 5)
         assert pool.take(Origin(server.url).key) is None
     pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_transfer_encoding_with_content_length_is_read_chunked_and_not_reused():
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    pool = ConnectionPool()
+    async with RawServer(reply(head, chunked(b"data: a\n\n"))) as server:
+        for _ in range(2):
+            assert (await fetch(server.url, pool))[2] == b"data: a\n\n"
+        assert server.connections == 2
+    pool.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_reset_cuts_a_body_that_ends_with_the_connection():
+    async def reset(n: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\ndata: a\n\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        writer.transport.abort()
+        return False
+
+    async with RawServer(reset) as server:
+        with pytest.raises(TransportError, match="connection lost mid-body"):
+            await fetch(server.url)
