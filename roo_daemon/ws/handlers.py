@@ -357,7 +357,6 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             return  # it began before any event reached this connection, and none has since: it sent nothing
         gone.until = gone.reach(self._fanned or 0)
         gone.buffer = None
-        self._ahead = max(self._ahead, gone.until)
         floor = self.ctx.bus.pruned_through
         kept: list[Subscription] = []
         for old in self._gone:
@@ -367,7 +366,12 @@ class EventSocket(WebSocketHandler, ProblemWriter):
                 gone.after, gone.until = min(old.after or 0, gone.after), max(old.until, gone.until)
             else:
                 kept.append(old)
-        kept.append(gone)
+        # An empty range (an ``after`` past the live stream, or no event since
+        # it began) covers nothing; kept, it would only hold deliver() off its
+        # fast path until the stream got that far.
+        if gone.until > gone.after:
+            kept.append(gone)
+            self._ahead = max(self._ahead, gone.until)
         kept.sort(key=lambda r: r.until or 0)
         self._gone = kept[-self.ctx.config["websocket"]["max_subscriptions"] :]
 
@@ -485,7 +489,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         """Wait until the client has read enough of what it was handed."""
         low_water = max(1, self.ctx.config["websocket"]["send_queue_max"] // 2)
         while self._unflushed >= low_water and not self._closed:
-            self._room = asyncio.Event()
+            if self._room is None or self._room.is_set():
+                self._room = asyncio.Event()  # shared: every replay waiting for room must wake, not only the last
             await self._room.wait()
 
     async def _op_respond(self, frame: dict[str, Any]) -> None:
@@ -521,10 +526,10 @@ class EventSocket(WebSocketHandler, ProblemWriter):
 
     def _deliver_shared(self, event: Event) -> None:
         """Several subscriptions, or one replaying. Live ones come first:
-        the first that matches sends the event, unless a replay read it from
-        the store before this fan-out and sent it already. Replaying ones
-        hold it back only if no live one matched: what was sent live, their
-        replay will skip."""
+        the first that matches and began before the event sends it, unless
+        a replay read it from the store before this fan-out and sent it
+        already. Replaying ones hold it back only if no such live one
+        matched: what was sent live, their replay will skip."""
         if self._unstarted:
             self._start_live(event.seq - 1)
         principal = self.principal
@@ -537,14 +542,18 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             if sub.buffer is not None:
                 replaying.append(sub)
                 continue
+            seq = event.seq
+            if seq <= (sub.after or 0):
+                continue  # it began past this event (an ``after`` ahead of the fan-out): not its to send or skip
             # Fanned out so far: up to ``event.seq - 1``. No other live
             # subscription has seen this event yet; only a replay that read
             # it from the store before this fan-out may have sent it.
-            seq = event.seq
             if seq > sub.through and (seq > self._ahead or not self._sent_by_another(sub, event, seq - 1)):
                 if event.wire is None:
                     event.wire = text_frame(event.frame.encode())
                 self._send(event.wire)  # may drop the client for lag, clearing self.subs: stop iterating
+            if seq >= self._ahead and len(self.subs) == 1:
+                self._reshape()  # no record reaches past this fan-out any more: back to the fast path
             return
         limit = HELD_PER_QUEUE_SLOT * self.ctx.config["websocket"]["send_queue_max"]
         for sub in replaying:

@@ -299,4 +299,116 @@ async def test_what_unsubscribed_subscriptions_sent_is_remembered_within_bounds(
 
     await ctx.bus.prune(max_events=0, max_age_seconds=10**9)
     assert await once("c", task_id=tasks[0]["id"]) == []  # only a gap frame: everything is pruned
-    assert [r.id for r in handler._gone] == ["c"]  # the others covered pruned events only
+    # The others covered pruned events only; "c" covered nothing (nothing was
+    # left to replay, and no event has reached this connection live).
+    assert handler._gone == []
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_subscription_that_starts_after_an_event_leaves_it_to_the_others(api, ctx, ws_connect):
+    """A replay may begin past events not fanned out yet (an ``after`` ahead
+    of the live stream). Live, it skips them, but it must not keep another
+    subscription from sending them: neither a live one that began before
+    them nor a replay that holds them back."""
+    session = await api.session()
+    ws = await ws_connect()
+    ahead = ctx.bus.last_seq + 3
+    await subscribe(ws, "ahead", session_id=session["id"], after=ahead)
+    await subscribe(ws, "live", session_id=session["id"])
+    for n in range(4):
+        await ctx.bus.append("test.tick", {"n": n}, session_id=session["id"], owner="local")
+    assert seqs(await ping(ws)) == [ahead - 2, ahead - 1, ahead, ahead + 1]
+
+    # A replay running while such events are fanned out holds them back and sends them.
+    for sub_id in ("ahead", "live"):
+        await ws.send({"op": "unsubscribe", "id": sub_id})
+        assert await ws.recv() == {"event": "unsubscribed", "id": sub_id, "data": {}}
+    ahead = ctx.bus.last_seq + 3
+    await subscribe(ws, "ahead-again", session_id=session["id"], after=ahead)
+    restore = publish_during_replays(ctx, session["id"], None, events=2)  # fanned out during the replay
+    try:
+        await subscribe(ws, "replay", session_id=session["id"], after=ahead - 3)
+    finally:
+        restore()
+    assert seqs(await ping(ws)) == [ahead - 2, ahead - 1]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_replays_waiting_for_room_side_by_side_all_resume(api, ctx, ws_connect):
+    """Two replays waiting at once for the client to read (driven directly,
+    as in (c)): the room the client makes wakes both, not only the last one
+    to wait. Each event then arrives once."""
+    session = await api.session(provider="instant")
+    task = await api.task(session["id"])
+    watcher = await ws_connect()
+    await subscribe(watcher, "w", task_id=task["id"], after=0)
+    await watcher.recv_until(final(task["id"]))
+
+    ws = await ws_connect()
+    assert await ping(ws, "hello") == [{"event": "pong", "id": "hello", "data": {}}]
+    (handler,) = [w for w in ctx.websockets if not w.subs]
+    low_water = ctx.config["websocket"]["send_queue_max"] // 2
+    handler._unflushed = low_water  # as if the client had not read what it was handed
+    pages = 0
+    page = ctx.events.page
+
+    async def counted_page(*args, **kwargs):
+        nonlocal pages
+        rows = await page(*args, **kwargs)
+        pages += 1  # the replay goes on to wait for room in this same step
+        return rows
+
+    ctx.events.page = counted_page
+    try:
+        replays = [
+            asyncio.ensure_future(handler._op_subscribe({"op": "subscribe", "id": sub_id, **filters, "after": 0}))
+            for sub_id, filters in (("task", {"task_id": task["id"]}), ("session", {"session_id": session["id"]}))
+        ]
+        while pages < 2 and not any(r.done() for r in replays):
+            await asyncio.sleep(0.001)
+    finally:
+        ctx.events.page = page
+    assert not any(r.done() for r in replays)
+
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    handler._flushed(done, low_water)  # the client read it all
+    await asyncio.wait_for(asyncio.gather(*replays), 5)
+    frames = await ping(ws)
+    assert sorted(seqs(frames)) == await store_seqs(ctx, session["id"])
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_one_live_subscription_gets_the_fast_path_back(api, ctx, ws_connect):
+    """deliver()'s fast path (one live subscription) stays off only while an
+    unsubscribed record may hold an event not fanned out yet: it is on again
+    once that event is fanned out, and a record that covers nothing (an
+    ``after`` past the live stream) never turns it off."""
+    session = await api.session()
+    ws = await ws_connect()
+    assert await ping(ws, "hello") == [{"event": "pong", "id": "hello", "data": {}}]
+    (handler,) = ctx.websockets
+    await ctx.bus.append("test.first", {"n": 0}, session_id=session["id"], owner="local")  # the start is known
+
+    await subscribe(ws, "ahead", session_id=session["id"], after=ctx.bus.last_seq + 1000)
+    await ws.send({"op": "unsubscribe", "id": "ahead"})
+    assert await ws.recv() == {"event": "unsubscribed", "id": "ahead", "data": {}}
+    await subscribe(ws, "live", session_id=session["id"])
+    assert handler._solo is handler.subs["live"]
+
+    release = hold_fan_out(ctx)
+    try:
+        await ctx.bus.publish("test.late", {"n": 1}, session_id=session["id"], owner="local")
+    finally:
+        fan_out = release()
+    late = ctx.bus.last_seq
+    await subscribe(ws, "replay", session_id=session["id"], after=late - 1)
+    assert seqs(await ping(ws)) == [late]  # read from the store before its fan-out
+    await ws.send({"op": "unsubscribe", "id": "replay"})
+    assert await ws.recv() == {"event": "unsubscribed", "id": "replay", "data": {}}
+    assert handler._solo is None  # "live" alone would send it again
+    fan_out[0]()
+    assert await ping(ws) == [PONG]
+    assert handler._solo is handler.subs["live"]
+    await ctx.bus.append("test.next", {"n": 2}, session_id=session["id"], owner="local")
+    assert seqs(await ping(ws)) == [late + 1]
