@@ -111,10 +111,16 @@ class EventBus:
                 log.exception("subscriber failed on event %d", event.seq)
 
     async def prune(self, max_events: int, max_age_seconds: float) -> int:
-        dropped = await self.db.write(self.store.prune(max_events, time.time() - max_age_seconds))
+        floor = await self.store.prune_floor(max_events, time.time() - max_age_seconds)
+        if floor <= self.pruned_through:
+            return 0
+        # Raised before the rows go, not after: a replay that reads the store
+        # while they go finds the new floor when its read returns, and tells
+        # its client with a gap frame (EventSocket._replay).
+        self.pruned_through = floor
+        dropped = await self.db.write(self.store.prune(floor))
         if dropped:
-            self.pruned_through = await self.store.pruned_through()
-            log.info("pruned %d events; retained from seq %d", dropped, self.pruned_through + 1)
+            log.info("pruned %d events; retained from seq %d", dropped, floor + 1)
         return dropped
 
 

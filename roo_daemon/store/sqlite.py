@@ -168,17 +168,22 @@ class EventStore:
         args.append(limit)
         return await self.db.read(lambda c: c.execute(sql, args).fetchall())
 
-    def prune(self, max_events: int, older_than: float) -> WriteFn:
-        """Drop events beyond retention; remember the highest seq dropped so
-        a replay from before it can be told there is a gap."""
+    async def prune_floor(self, max_events: int, older_than: float) -> int:
+        """The highest seq beyond retention (by count or by age); 0 if none."""
 
         def run(c: sqlite3.Connection) -> int:
             last = c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            by_count = last - max_events
             by_age = c.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE ts < ?", (older_than,)).fetchone()[0]
-            floor = max(by_count, by_age)
-            if floor <= 0:
-                return 0
+            return max(last - max_events, by_age, 0)
+
+        return await self.db.read(run)
+
+    @staticmethod
+    def prune(floor: int) -> WriteFn:
+        """Drop the events up to ``floor``; remember it, so a replay from
+        before it can be told there is a gap (also after a restart)."""
+
+        def run(c: sqlite3.Connection) -> int:
             cur = c.execute("DELETE FROM events WHERE seq <= ?", (floor,))
             if cur.rowcount:
                 c.execute(

@@ -367,9 +367,10 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             else:
                 kept.append(old)
         # An empty range (an ``after`` past the live stream, or no event since
-        # it began) covers nothing; kept, it would only hold deliver() off its
-        # fast path until the stream got that far.
-        if gone.until > gone.after:
+        # it began) covers nothing, nor does one whose events are all pruned;
+        # kept, it would only hold deliver() off its fast path until the
+        # stream got that far.
+        if gone.until > max(gone.after, floor):
             kept.append(gone)
             self._ahead = max(self._ahead, gone.until)
         kept.sort(key=lambda r: r.until or 0)
@@ -434,23 +435,24 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         meanwhile: each exactly once, in seq order, skipping those another
         subscription has already sent."""
         assert self.principal is not None and sub.buffer is not None
-        if after < self.ctx.bus.pruned_through:
-            self._send(
-                _dumps(
-                    {
-                        "event": "gap",
-                        "id": sub.id,
-                        "data": {"after": after, "first_seq": self.ctx.bus.pruned_through + 1},
-                    }
-                )
-            )
         owner = None if self.principal.is_admin else self.principal.name
         while self._replaying(sub):
             rows = await self.ctx.events.page(sub.through, REPLAY_PAGE, sub.session_id, sub.task_id, owner)
+            last_page = len(rows) < REPLAY_PAGE
+            floor = self.ctx.bus.pruned_through
+            if floor > sub.through:
+                # Pruned before the replay or during it (the bus raises the
+                # floor before the rows go, so this read sees it if it missed
+                # any): the client is told, and nothing below it is sent.
+                self._send(
+                    _dumps({"event": "gap", "id": sub.id, "data": {"after": sub.through, "first_seq": floor + 1}})
+                )
+                sub.through = floor
+                rows = [row for row in rows if row[0] > floor]
             for seq, frame in rows:
                 if not await self._catch_up(sub, seq, frame, None):
                     return
-            if len(rows) < REPLAY_PAGE:
+            if last_page:
                 break
         # Live events held back meanwhile; more may arrive while we wait for
         # room, so keep buffering until a pass finds none, then go live.

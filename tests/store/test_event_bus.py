@@ -189,9 +189,10 @@ async def test_prune_by_age_and_pruned_through_never_goes_back(tmp_path: Path) -
     assert bus.pruned_through == 3
     assert [seq for seq, _ in await stored(bus)] == [4, 5, 6]
 
-    await bus.db.write(bus.store.prune(2, now - 3600))  # by count: floor 4
+    assert await bus.store.prune_floor(2, now - 3600) == 4  # by count
+    await bus.db.write(bus.store.prune(4))
     assert await bus.store.pruned_through() == 4
     await bus.db.write(lambda c: c.execute("INSERT INTO events (seq, event, ts, frame) VALUES (2, 'x', 0, '{}')"))
-    await bus.db.write(bus.store.prune(1000, now - 3600))  # drops seq 2 only
+    assert await bus.db.write(bus.store.prune(2)) == 1  # a lower floor drops seq 2 only
     assert await bus.store.pruned_through() == 4
     await bus.db.close()

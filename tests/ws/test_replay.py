@@ -181,3 +181,42 @@ async def test_event_committed_before_the_replay_but_fanned_out_after_is_sent_on
     await ctx.bus.publish("test.next", {"n": 2}, session_id=session["id"], owner="local")
     frame = await ws.recv()
     assert frame["event"] == "test.next" and frame["seq"] == seq + 1
+
+
+@pytest.mark.parametrize("when", ["between pages", "during a read"])
+@pytest.mark.gen_test(timeout=20)
+async def test_pruning_during_a_replay_is_announced_with_a_gap(api, ctx, ws_connect, monkeypatch, when):
+    """Retention may drop events while a long replay pages through them: the
+    client gets a gap frame where they went, never a silent hole."""
+    from roo_daemon.ws import handlers
+
+    session = await api.session(provider="instant")
+    task = await api.task(session["id"])
+    watcher = await ws_connect()
+    await subscribe(watcher, "w", task_id=task["id"], after=0)
+    await watcher.recv_until(final(task["id"]))
+    stored = [f["seq"] for f in await stored_events(api, session["id"], task["id"])]
+    assert len(stored) > 6
+    monkeypatch.setattr(handlers, "REPLAY_PAGE", 2)
+    page = ctx.events.page
+    calls = 0
+
+    async def page_with_pruning(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if when == "between pages" and calls == 2:
+            await ctx.bus.prune(max_events=3, max_age_seconds=10**9)
+        rows = await page(*args, **kwargs)
+        if when == "during a read" and calls == 1:  # the rows were read, then went
+            await ctx.bus.prune(max_events=3, max_age_seconds=10**9)
+        return rows
+
+    monkeypatch.setattr(ctx.events, "page", page_with_pruning)
+    ws = await ws_connect()
+    await subscribe(ws, "r", task_id=task["id"], after=0)
+    frames = await ws.recv_until(final(task["id"]))
+    floor = ctx.bus.pruned_through
+    sent_before = stored[:2] if when == "between pages" else []
+    gap = {"event": "gap", "id": "r", "data": {"after": sent_before[-1] if sent_before else 0, "first_seq": floor + 1}}
+    assert frames == [*frames[: len(sent_before)], gap, *frames[len(sent_before) + 1 :]]
+    assert [f["seq"] for f in frames if f["event"] != "gap"] == sent_before + [s for s in stored if s > floor]
