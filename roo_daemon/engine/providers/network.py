@@ -39,12 +39,11 @@ from roo_daemon.engine.providers.base import (
 from roo_daemon.engine.providers.http import (
     ConnectionPool,
     DeadlineExceeded,
-    InvalidRequest,
-    Origin,
     StreamingPost,
     TransportError,
     tls_context,
 )
+from roo_daemon.engine.providers.origin import InvalidRequest, Origin
 from roo_daemon.engine.providers.pricing import Prices
 from roo_daemon.engine.providers.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from roo_daemon.engine.providers.sse import SseEvent, SseParser

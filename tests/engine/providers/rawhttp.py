@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import tornado
 
-from roo_daemon.engine.providers.http import ConnectionPool, Origin, StreamingPost
+from roo_daemon.engine.providers.http import ConnectionPool, StreamingPost
+from roo_daemon.engine.providers.origin import Origin
 
 Respond = Callable[[int, asyncio.StreamWriter], Awaitable[bool]]  # (request number, writer) -> keep the connection
 CERT_DIR = os.path.join(os.path.dirname(tornado.__file__), "test")  # tornado ships a self-signed test pair

@@ -13,7 +13,8 @@ import pytest
 
 from roo_daemon.engine.providers import http
 from roo_daemon.engine.providers.base import ProviderError
-from roo_daemon.engine.providers.http import ConnectionPool, InvalidRequest, Origin, Proxy, TransportError, proxy_for
+from roo_daemon.engine.providers.http import ConnectionPool, TransportError
+from roo_daemon.engine.providers.origin import InvalidRequest, Origin, Proxy, proxy_for
 from tests.engine.fakes import Turn
 from tests.engine.providers.conftest import assemble, collect, make_provider
 from tests.engine.providers.rawhttp import (

@@ -14,7 +14,8 @@ import pytest
 
 from roo_daemon.engine.providers import http
 from roo_daemon.engine.providers.base import ProviderError
-from roo_daemon.engine.providers.http import ConnectionPool, Origin, StreamingPost, TransportError
+from roo_daemon.engine.providers.http import ConnectionPool, StreamingPost, TransportError
+from roo_daemon.engine.providers.origin import Origin
 from tests.engine.fakes import Turn
 from tests.engine.providers.conftest import assemble, collect, make_provider
 from tests.engine.providers.rawhttp import OK_CHUNKED, RawServer, chunked, client_tls, fetch, reply, server_tls
