@@ -108,6 +108,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 0.25 s: time it was busy with other work.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(code)).inc()

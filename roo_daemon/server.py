@@ -27,6 +27,7 @@ from roo_daemon.auth import Authenticator
 from roo_daemon.config import SCHEMA, Config, ConfigError, load_config
 from roo_daemon.context import AppContext, open_context
 from roo_daemon.logs import set_level
+from roo_daemon.looplag import LoopLagMonitor
 from roo_daemon.sdnotify import Notifier
 from roo_daemon.sockets import check_exposure, describe, listen_fds, tcp_port
 from roo_daemon.store import IdempotencyStore
@@ -81,6 +82,7 @@ class Daemon:
         self._stopped = asyncio.Event()
         self._pruner: PeriodicCallback | None = None
         self._watchdog: PeriodicCallback | None = None
+        self._loop_lag: LoopLagMonitor | None = None
         self.notifier = Notifier()
 
     async def start(self) -> None:
@@ -124,6 +126,8 @@ class Daemon:
         ev = self.cfg["events"]
         self._pruner = PeriodicCallback(self._prune, ev["prune_interval_seconds"] * 1000)
         self._pruner.start()
+        self._loop_lag = LoopLagMonitor(ctx.metrics.loop_lag.observe)
+        self._loop_lag.start()
         if self.notifier.watchdog_interval:
             # Sent from the loop itself: a stuck loop stops the pings and
             # systemd restarts the daemon.
@@ -224,7 +228,7 @@ class Daemon:
         assert ctx is not None and self.http is not None
         ctx.shutting_down = True
         self.notifier.stopping()
-        for timer in (self._pruner, self._watchdog):
+        for timer in (self._pruner, self._watchdog, self._loop_lag):
             if timer:
                 timer.stop()
         self.http.stop()  # closes the listening sockets: no new connections

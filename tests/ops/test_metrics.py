@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ REQUIRED: dict[str, tuple[str, set[str]]] = {
     "tasks_active": ("gauge", {"status"}),
     "task_duration_seconds": ("histogram", set()),
     "events_appended_total": ("counter", set()),
+    "event_loop_lag_seconds": ("histogram", set()),
     "event_store_write_seconds": ("histogram", set()),
     "rate_limited_total": ("counter", {"class"}),
     "roo_daemon_build_info": ("gauge", {"version", "python"}),
@@ -132,3 +134,22 @@ async def test_readme_lists_every_exposed_metric(api: Api, ws_connect: Any) -> N
     listed = set(re.findall(r"^\| `([a-z_:]+)`", section, re.M))
     types, _ = parse(await exposition_after_traffic(api, ws_connect))
     assert set(types) <= listed, f"metrics missing from README's Metrics table: {sorted(set(types) - listed)}"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_running_daemon_samples_its_event_loop_lag(ops_daemon: Any, short_tmp: Path) -> None:
+    """The lag monitor runs in the real daemon (Daemon.start): its histogram fills."""
+    d = ops_daemon()
+    await d.astart_notified(short_tmp)
+    api = Api(d.base_url)
+    count = 0.0
+    for _ in range(100):  # a sample every 0.25 s; wait up to 10 s for two
+        text = (await api.get("/metrics")).body.decode()
+        match = re.search(r"^event_loop_lag_seconds_count ([0-9.e+]+)$", text, re.M)
+        count = float(match.group(1)) if match else 0.0
+        if count >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert count >= 2
+    d.send_signal(signal.SIGTERM)
+    assert await d.await_exit() == 0
