@@ -18,21 +18,19 @@ Respond = Callable[[int, asyncio.StreamWriter], Awaitable[bool]]  # (request num
 CERT_DIR = os.path.join(os.path.dirname(tornado.__file__), "test")  # tornado ships a self-signed test pair
 
 
-class RawServer:
-    """Reads POSTs (head and Content-Length body) and lets ``respond`` write
-    whatever bytes it likes; records which connection each request came on."""
+class _LoopbackServer:
+    """An asyncio server on 127.0.0.1, used as ``async with``: its connection
+    handlers (``_client``) are cancelled and awaited on the way out, so no
+    task outlives the test's loop."""
 
-    def __init__(self, respond: Respond, tls: ssl.SSLContext | None = None) -> None:
-        self.respond = respond
-        self.tls = tls
-        self.connections = 0
-        self.requests: list[tuple[int, bytes, bytes]] = []  # (connection number, head, body)
-        self.closed_by_client = asyncio.Event()
+    tls: ssl.SSLContext | None = None
+
+    def __init__(self) -> None:
         self.port = 0
         self._handlers: set[asyncio.Task] = set()
 
-    async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self.tls)
+    async def __aenter__(self):  # -> the subclass
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -42,6 +40,26 @@ class RawServer:
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
 
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        await self._client(reader, writer)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class RawServer(_LoopbackServer):
+    """Reads POSTs (head and Content-Length body) and lets ``respond`` write
+    whatever bytes it likes; records which connection each request came on."""
+
+    def __init__(self, respond: Respond, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__()
+        self.respond = respond
+        self.tls = tls
+        self.connections = 0
+        self.requests: list[tuple[int, bytes, bytes]] = []  # (connection number, head, body)
+        self.closed_by_client = asyncio.Event()
+
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1/chat/completions"
@@ -49,7 +67,6 @@ class RawServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         number = self.connections
-        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
         try:
             while True:
                 try:
@@ -122,7 +139,7 @@ def client_tls() -> ssl.SSLContext:
     return context
 
 
-class HttpProxy:
+class HttpProxy(_LoopbackServer):
     """An HTTP proxy on 127.0.0.1. ``CONNECT name:port`` opens a tunnel to
     ``routes[name:port]`` (a loopback port), so tests can use names that do
     not resolve: only the proxy resolves them. A plain request (absolute
@@ -130,29 +147,16 @@ class HttpProxy:
     ``Proxy-Authorization`` value to insist on (else 407)."""
 
     def __init__(self, routes: dict[str, int], require: str | None = None) -> None:
+        super().__init__()
         self.routes = routes
         self.require = require
         self.heads: list[bytes] = []  # every request head the proxy received
-        self.port = 0
-        self._handlers: set[asyncio.Task] = set()
-
-    async def __aenter__(self) -> HttpProxy:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             self.heads.append(head)
