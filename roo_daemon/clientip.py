@@ -49,7 +49,8 @@ def unix_peer(sock: socket.socket | None) -> str:
     if sock is None or peercred is None:
         return "unix"
     try:
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i")))
+        # struct ucred: pid_t (signed), uid_t and gid_t (unsigned).
+        _pid, uid, _gid = struct.unpack("iII", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("iII")))
     except OSError:
         return "unix"
     return f"unix:uid={uid}"

@@ -255,6 +255,8 @@ def _read_keys_file(path: str, config_dir: str) -> list[dict[str, Any]]:
         keys = yaml.safe_load(full.read_text(encoding="utf-8")) or []
     except OSError as e:
         raise ConfigError("auth.keys_file", f"cannot read {full}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("auth.keys_file", f"{full} is not valid UTF-8") from None
     except yaml.YAMLError:
         raise ConfigError("auth.keys_file", f"{full} is not valid YAML") from None
     error = jsonschema.exceptions.best_match(_KEYS_VALIDATOR.iter_errors(keys))

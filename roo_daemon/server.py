@@ -29,7 +29,7 @@ from roo_daemon.context import AppContext, open_context
 from roo_daemon.logs import set_level
 from roo_daemon.looplag import LoopLagMonitor
 from roo_daemon.sdnotify import Notifier
-from roo_daemon.sockets import check_exposure, describe, listen_fds, tcp_port
+from roo_daemon.sockets import SocketActivationError, check_exposure, describe, listen_fds, tcp_port
 from roo_daemon.store import IdempotencyStore
 
 log = logging.getLogger("roo_daemon.server")
@@ -169,6 +169,14 @@ class Daemon:
         except ConfigError as e:
             log.error("reload failed, keeping the running configuration: %s", e)
             return
+        try:
+            # The file's check saw its own server.host, but the listener is the
+            # running one (a host change waits for a restart; systemd may have
+            # bound it): no keys must not open a non-loopback address to all.
+            check_exposure(self._sockets, bool(fresh["auth"]["keys"]))
+        except SocketActivationError as e:
+            log.error("reload failed, keeping the running configuration: %s", e.strerror)
+            return
         changed = changed_settings(self.cfg, fresh)  # before self.cfg takes the new values
         previous, self.ctx.auth = self.ctx.auth, Authenticator(fresh["auth"]["keys"])
         self.cfg["auth"] = fresh["auth"]
@@ -188,7 +196,7 @@ class Daemon:
             describe_changes(applied) or "no live setting changed",
             extra={
                 "keys": len(self.cfg["auth"]["keys"]),
-                "level": self.cfg["log"]["level"],
+                "log_level": self.cfg["log"]["level"],  # not "level": that is the line's own severity
                 "websockets_revoked": revoked,
                 "changed": list(applied),
                 "restart_required": pending,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from tornado.httpclient import HTTPClientError
 
 from roo_daemon.config import load_config
+from roo_daemon.logs import JsonFormatter
 from roo_daemon.server import Daemon
 from tests.conftest import PROVIDERS, Api
 from tests.security.conftest import FakeClock, auth_keys, subscribe_ok
@@ -240,3 +242,51 @@ async def test_an_unchanged_file_reloads_without_a_warning(
     (info,) = reload_records(caplog)
     assert info.getMessage() == "configuration reloaded: no live setting changed"
     assert info.changed == [] and info.restart_required == []
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_removing_every_key_is_refused_while_the_daemon_listens_beyond_loopback(
+    api: Api, as_: Any, daemon: Daemon, config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file's own check passes (its server.host is loopback), but the
+    running listener is not: the host needs a restart, so applying the keyless
+    auth section would make every client reaching that address the admin."""
+    exposed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    exposed.bind(("0.0.0.0", 0))
+    exposed.listen()
+    daemon._sockets = [exposed]
+    try:
+        edit(config_file, auth={"keys": []})
+        daemon.reload()
+    finally:
+        exposed.close()
+    (failed,) = reload_records(caplog)
+    assert failed.levelno == logging.ERROR and "without API keys" in failed.getMessage()
+    assert not daemon.ctx.auth.open
+    assert (await api.get(SESSIONS)).status == 401
+    assert (await as_("alice").get(SESSIONS)).status == 200
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_a_keys_file_that_is_not_utf8_is_a_failed_reload(
+    as_: Any, daemon: Daemon, config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (config_file.parent / "keys.yaml").write_bytes(b"- {name: mallory, sha256: \xff}\n")
+    edit(config_file, auth={"keys_file": "keys.yaml"})
+    daemon.reload()  # logged, not raised out of the signal handler
+    (failed,) = reload_records(caplog)
+    assert failed.levelno == logging.ERROR and "auth.keys_file" in failed.getMessage()
+    assert (await as_("alice").get(SESSIONS)).status == 200
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_the_reload_line_keeps_its_own_severity_in_json(
+    api: Api, daemon: Daemon, config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The new log level is a field of its own: it must not overwrite the
+    line's ``level`` (an info line reported as debug hides from a filter)."""
+    edit(config_file, log={"level": "debug"})
+    daemon.reload()
+    (info,) = [r for r in reload_records(caplog) if r.getMessage().startswith("configuration reloaded")]
+    doc = json.loads(JsonFormatter().format(info))
+    assert doc["level"] == "info" and doc["log_level"] == "debug"

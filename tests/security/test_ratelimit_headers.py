@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import socket
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -179,3 +180,14 @@ def test_a_unix_peer_is_named_by_its_user() -> None:
     with left, right:
         assert unix_peer(left) == f"unix:uid={os.getuid()}"
     assert unix_peer(None) == "unix"
+
+
+def test_a_unix_peer_uid_is_unsigned() -> None:
+    """``uid_t`` is unsigned: a uid past 2**31 is named as the kernel numbers it, not as a negative."""
+
+    class Peer:
+        def getsockopt(self, level: int, option: int, size: int) -> bytes:
+            assert (level, option) == (socket.SOL_SOCKET, socket.SO_PEERCRED)
+            return struct.pack("iII", 4321, 3_000_000_000, 3_000_000_000)[:size]
+
+    assert unix_peer(Peer()) == "unix:uid=3000000000"  # type: ignore[arg-type]
