@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import socket
 import sys
 import tempfile
@@ -111,10 +110,3 @@ def short_tmp() -> Iterator[Path]:
     """A directory with a short path: AF_UNIX socket paths are limited to 107 bytes."""
     with tempfile.TemporaryDirectory(prefix="roo-ops-") as d:
         yield Path(d)
-
-
-def which_or_skip(program: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        pytest.skip(f"{program} is not installed (.ci/run installs it with apt-get)")
-    return path

@@ -6,24 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.contract import spec
-from tests.ops.conftest import which_or_skip
+from tests.needs import missing
 
 pytestmark = pytest.mark.slow
 
 
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
-        try:
-            return which_or_skip(name)
-        except pytest.skip.Exception:
-            continue
-    pytest.skip("no headless Chromium (.ci/run installs Debian's chromium)")
+        path = shutil.which(name)
+        if path:
+            return path
+    missing("no headless Chromium (.ci/run installs Debian's chromium)")
 
 
 @pytest.mark.gen_test(timeout=120)

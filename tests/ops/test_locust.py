@@ -4,7 +4,6 @@ against a real daemon with API keys on: zero failures."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import module_or_skip
 from tests.ops.conftest import OpsDaemonFactory
 
 pytestmark = pytest.mark.slow
@@ -21,8 +21,8 @@ KEY = "roo_locust_test_key_not_secret"
 
 
 def test_short_locust_run_has_no_failures(ops_daemon: OpsDaemonFactory, tmp_path: Path, short_tmp: Path) -> None:
-    if importlib.util.find_spec("locust") is None or importlib.util.find_spec("websocket") is None:
-        pytest.skip("locust is not installed: pip install -e '.[load]' (.ci/run does)")
+    module_or_skip("locust", "pip install -e '.[load]'; .ci/run does")
+    module_or_skip("websocket", "pip install -e '.[load]'; .ci/run does")
     key = {"name": "load", "sha256": hashlib.sha256(KEY.encode()).hexdigest(), "scopes": ["read", "write"]}
     # One key is one principal: its rate limits would turn the load into 429s.
     unlimited = {"rate": 0, "burst": 1}

@@ -14,7 +14,7 @@ import pytest
 
 from roo_daemon.app import ROUTES
 from tests.conftest import Api, wait_status
-from tests.ops.conftest import which_or_skip
+from tests.needs import which_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 

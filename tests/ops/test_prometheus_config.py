@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from roo_daemon.metrics import Metrics
-from tests.ops.conftest import which_or_skip
+from tests.needs import which_or_skip
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "prometheus"
 # Metrics the alerts use that belong to work still landing (the LLM provider

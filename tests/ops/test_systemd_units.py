@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.ops.conftest import which_or_skip
+from tests.needs import which_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
