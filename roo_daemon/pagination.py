@@ -7,6 +7,8 @@ import binascii
 
 from roo_daemon.problems import validation_problem
 
+INT64_MAX = 2**63 - 1  # SQLite's largest integer: a row number past it cannot be bound
+
 
 def encode_cursor(n: int | None) -> str | None:
     if n is None:
@@ -20,7 +22,7 @@ def decode_cursor(cursor: str | None) -> int:
         return 0
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("n") and raw[1:].isdigit():
+        if raw.startswith("n") and raw[1:].isdigit() and int(raw[1:]) <= INT64_MAX:
             return int(raw[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

@@ -24,7 +24,9 @@ from referencing.jsonschema import DRAFT202012
 
 SPEC_URI = "urn:roo-daemon:openapi"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-_INT_RE = re.compile(r"^-?\d{1,18}$")
+# Up to 19 digits become integers, so a value past 2^63 - 1 meets the
+# schema's ``maximum`` (a clear 422); longer ones stay strings (not integers).
+_INT_RE = re.compile(r"^-?\d{1,19}$")
 _NUM_RE = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 
 

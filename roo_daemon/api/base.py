@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
+from roo_daemon import strictjson
 from roo_daemon.auth import LOCAL, Principal
 from roo_daemon.clientip import client_ip, unix_peer
 from roo_daemon.problems import PROBLEM_CONTENT_TYPE, Problem, validation_problem
@@ -367,9 +368,13 @@ class ApiHandler(ProblemWriter):
                 raise validation_problem([{"pointer": "/body", "message": "a JSON request body is required"}])
             return {}
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as e:
-            raise Problem(400, f"the request body is not valid JSON: {e}") from None
+            body = strictjson.loads(raw, "/body")
+        except strictjson.JsonInputError as e:
+            if e.syntax:
+                raise Problem(400, f"the request body is {e.message}") from None
+            # Lone surrogates, NaN/Infinity, nesting past the limit: valid
+            # enough to parse, never to store or echo (roo_daemon/strictjson.py).
+            raise validation_problem([{"pointer": e.pointer, "message": e.message}]) from None
         errors = op.check_body(body)
         if errors:
             raise validation_problem(errors)

@@ -36,6 +36,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
+from roo_daemon import strictjson
 from roo_daemon.api.base import ProblemWriter, authenticate
 from roo_daemon.auth import Principal
 from roo_daemon.events import Event
@@ -294,9 +295,12 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         if isinstance(message, bytes):
             return self._error(None, "bad-frame", "binary frames are not supported; send JSON text frames")
         try:
-            frame = json.loads(message)
-        except ValueError as e:
-            return self._error(None, "bad-json", f"the frame is not valid JSON: {e}")
+            frame = strictjson.loads(message)
+        except strictjson.JsonInputError as e:
+            if e.syntax:
+                return self._error(None, "bad-json", f"the frame is {e.message}")
+            # No id is echoed: it may be the very string that cannot be sent.
+            return self._error(None, "bad-frame", str(e))
         op_id = frame.get("id") if isinstance(frame, dict) and isinstance(frame.get("id"), str) else None
         error = self.ctx.ws_validator.error(frame)
         if error:
