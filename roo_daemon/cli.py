@@ -104,6 +104,7 @@ def create_key(name: str, scopes_arg: str) -> int:
 
 
 def serve(cfg: dict) -> int:
+    from roo_daemon.context import StartupError
     from roo_daemon.logs import setup_logging
     from roo_daemon.server import Daemon
 
@@ -114,6 +115,9 @@ def serve(cfg: dict) -> int:
 
     try:
         asyncio.run(run())
+    except StartupError as e:  # the data dir is another daemon's, or its store cannot be written
+        print(f"roo-daemon: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as e:  # the port is taken, the address is not ours...
         logging.getLogger("roo_daemon").error("cannot serve: %s", e)
         print(f"roo-daemon: cannot serve: {e.strerror or e}", file=sys.stderr)

@@ -19,11 +19,18 @@ from roo_daemon.ratelimit import RateLimiter
 from roo_daemon.sessions.manager import SessionManager
 from roo_daemon.spec import Spec
 from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStore, TaskStore
+from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
 from roo_daemon.tasks.runner import TaskRunner
 from roo_daemon.ws.handlers import FrameValidator
 
 DB_FILE = "roo-daemon.sqlite3"
+
+
+class StartupError(Exception):
+    """The daemon cannot start on this data dir: another daemon holds it, or
+    its store cannot be opened or written. The CLI prints the message as one
+    line and exits 2, like a configuration error."""
 
 
 @dataclass
@@ -47,6 +54,7 @@ class AppContext:
     websockets: set[Any] = field(default_factory=set)
     shutting_down: bool = False
     recovered: dict[str, int] = field(default_factory=dict)
+    lock: DataDirLock | None = None  # the data dir's flock, released last in close()
 
     def update_limits(self, limits: dict[str, Any], max_subscriptions: int | None = None) -> None:
         """Apply a new ``limits`` section (and ``websocket.max_subscriptions``)
@@ -72,13 +80,34 @@ class AppContext:
         await self.runner.shutdown()
         for provider in self.providers.values():
             provider.close()
-        await self.db.close()
+        try:
+            await self.db.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
-    """Open the store, load sessions, recover tasks a previous run left live."""
+    """Lock the data dir, open the store, load sessions, recover tasks a
+    previous run left live. Raises :class:`StartupError` if the data dir is
+    another daemon's."""
     spec = spec or Spec()
     data_dir = prepare_data_dir(cfg)  # once, before serving: blocking is fine here
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()  # before anything reads or writes the store
+    except DataDirLocked as e:
+        raise StartupError(str(e)) from None
+    try:
+        ctx = await _build_context(cfg, spec, data_dir)
+    except BaseException:
+        lock.release()
+        raise
+    ctx.lock = lock
+    return ctx
+
+
+async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     metrics = Metrics()
     db = Database(data_dir / DB_FILE, cfg["store"]["synchronous"])
     await db.open()
