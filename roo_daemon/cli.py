@@ -105,10 +105,13 @@ def create_key(name: str, scopes_arg: str) -> int:
 
 def serve(cfg: dict) -> int:
     from roo_daemon.context import StartupError
+    from roo_daemon.engine.sandbox import make_undumpable
     from roo_daemon.logs import setup_logging
     from roo_daemon.server import Daemon
 
     setup_logging(cfg["log"]["level"], cfg["log"]["format"])
+    if not make_undumpable():  # same-user processes must not read our memory or environ (provider keys)
+        logging.getLogger("roo_daemon").warning("could not make the daemon undumpable (prctl PR_SET_DUMPABLE)")
 
     async def run() -> None:
         await Daemon(cfg).run()

@@ -11,6 +11,7 @@ from roo_daemon.clientip import parse_networks
 from roo_daemon.config import Config, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
 from roo_daemon.engine.providers import Provider, build_providers
+from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, daemon_files
 from roo_daemon.engine.tools import default_registry
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
@@ -128,7 +129,12 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         delta_window=engine_cfg["delta_coalesce_ms"] / 1000,
     )
     task_store = TaskStore(db)
-    runner = TaskRunner(bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, cfg["tools"])
+    tools = cfg["tools"]
+    sandbox = Sandbox(tools["sandbox"], daemon_files(cfg, data_dir), tools["sandbox_read_only_paths"])
+    await sandbox.start()  # logs how commands will run (or that they cannot)
+    runner = TaskRunner(
+        bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, {**tools, SETTINGS_KEY: sandbox}
+    )
     idempotency = IdempotencyGuard(IdempotencyStore(db))
     sessions = SessionManager(
         SessionStore(db),
@@ -143,6 +149,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         cfg["limits"]["max_sessions_per_principal"],
     )
     await sessions.load()
+    sandbox.workspaces = lambda: [s.workspace for s in sessions.sessions.values()]
     tasks = TaskManager(
         sessions,
         task_store,

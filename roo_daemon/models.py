@@ -25,6 +25,7 @@ AUTO_APPROVE_DEFAULTS: dict[str, Any] = {
     "mode_switch": False,
     "subtasks": False,
 }
+SANDBOX_DEFAULTS: dict[str, Any] = {"network": True}
 
 
 def new_id(prefix: str) -> str:
@@ -55,6 +56,7 @@ class Session:
     name: str | None = None
     auto_approve: dict[str, Any] = field(default_factory=lambda: dict(AUTO_APPROVE_DEFAULTS))
     metadata: dict[str, str] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=lambda: dict(SANDBOX_DEFAULTS))
 
     def to_resource(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict (a deep copy, and the single

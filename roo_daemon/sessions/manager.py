@@ -16,7 +16,7 @@ from roo_daemon.engine.modes import ModeError, available_modes
 from roo_daemon.engine.providers.base import Provider
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
-from roo_daemon.models import AUTO_APPROVE_DEFAULTS, Session, new_id, now_iso
+from roo_daemon.models import AUTO_APPROVE_DEFAULTS, SANDBOX_DEFAULTS, Session, new_id, now_iso
 from roo_daemon.pagination import decode_cursor, encode_cursor
 from roo_daemon.problems import Problem, not_found, validation_problem
 from roo_daemon.store import SessionStore
@@ -141,6 +141,7 @@ class SessionManager:
             provider_kind=self.provider_kind(provider),
             auto_approve={**AUTO_APPROVE_DEFAULTS, **body.get("auto_approve", {})},
             metadata=body.get("metadata", {}),
+            sandbox={**SANDBOX_DEFAULTS, **body.get("sandbox", {})},
             created_at=now_iso(),
             owner=principal.name,
         )

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Api, WsClient, make_config, wait_status
 from tests.engine.fakes import FakeProviderServer, Turn, call, fake_anthropic, fake_openai  # noqa: F401
+from tests.procs import running, unique_seconds, wait_running
 from tests.tasks.helpers import all_events
 
 FINAL = {"completed", "failed", "cancelled", "interrupted"}
@@ -147,29 +148,18 @@ async def test_cancel_mid_stream_closes_the_provider_connection(api: Api, fake: 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_cancel_mid_command_kills_it(api: Api, fake: FakeProviderServer) -> None:
-    fake.script(Turn(tool_calls=[call("execute_command", command="echo pid=$$; exec sleep 60")]))
+    # Found by a unique argument: in the sandbox's PID namespace $$ is not the host's pid.
+    marker = unique_seconds(60)
+    fake.script(Turn(tool_calls=[call("execute_command", command=f"echo started; exec sleep {marker}")]))
     s, t = await start(api, auto_approve={"execute": True})
     ws = await WsClient.connect(api.base_url)
     await ws.send({"op": "subscribe", "id": "out", "task_id": t["id"], "after": 0})
-    frames = await ws.recv_until(lambda f: f.get("event") == "tool.output" and "pid=" in f["data"]["text"])
+    await ws.recv_until(lambda f: f.get("event") == "tool.output" and "started" in f["data"]["text"])
     ws.close()
-    pid = int(frames[-1]["data"]["text"].split("pid=")[1].split()[0])
-    assert _alive(pid)
+    await wait_running(marker)
     r = await api.delete(f"/api/v1/sessions/{s['id']}/tasks/{t['id']}")
     assert r.status == 202 and r.json["status"] == "cancelled"
-    assert not _alive(pid), "the command outlived its cancelled task"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    assert running(marker) == [], "the command outlived its cancelled task"
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from roo_daemon.engine.sandbox import Bubblewrap, SandboxPolicy
 from tests.needs import which_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +66,22 @@ def test_socket_unit_is_a_loopback_stream_for_the_service() -> None:
     assert service["Service"]["Type"] == "notify"
     # The daemon receives its sockets through the address families it may use.
     assert "AF_INET" in service["Service"]["RestrictAddressFamilies"].split()
+
+
+def test_the_unit_allows_exactly_what_the_command_sandbox_needs() -> None:
+    """The namespaces bwrap is asked to make (network off: the most), and
+    nothing that breaks it: an overmounted /proc (ProtectKernelTunables,
+    ProtectKernelLogs) makes the kernel refuse the sandbox's own /proc."""
+    args = Bubblewrap("bwrap", []).argv(SandboxPolicy(Path("/w"), Path("/w"), network=False), ["true"])
+    wanted = {a.removeprefix("--unshare-") for a in args if a.startswith("--unshare-")} | {"mnt"}
+    # The unit's parser keeps the last of repeated keys; read every line instead.
+    lines = [line.split("=", 1) for line in (UNITS / "roo-daemon.service").read_text().splitlines() if "=" in line]
+    settings: dict[str, list[str]] = {}
+    for key, value in lines:
+        settings.setdefault(key.strip(), []).append(value.strip())
+    assert set(settings["RestrictNamespaces"][-1].split()) == wanted
+    assert "AF_NETLINK" in settings["RestrictAddressFamilies"][-1].split()  # loopback in a new network namespace
+    allowed = " ".join(settings["SystemCallFilter"]).split()
+    assert {"mount", "umount2", "pivot_root"} <= set(allowed)
+    assert settings.get("ProtectKernelTunables", ["no"])[-1] == "no"
+    assert settings.get("ProtectKernelLogs", ["no"])[-1] == "no"

@@ -6,6 +6,10 @@ output, with Roo-Code's result texts (src/core/tools/ExecuteCommandTool.ts).
   it) as working directory, no stdin, and an environment built only from the
   config's ``command_env_allow`` and ``command_env_set``: never the daemon's
   own environment, so its secrets stay out of reach.
+- It runs in the daemon's bubblewrap sandbox (``roo_daemon.engine.sandbox``):
+  the workspace, the system directories read-only, nothing of the daemon;
+  ``.rooignore``d paths masked; the network off if the session says so.
+  Without a working sandbox the tool refuses, unless ``tools.sandbox: none``.
 - stdout and stderr are published as ``tool.output`` events while they
   arrive, small chunks coalesced (up to ``FLUSH_BYTES`` or ``FLUSH_SECONDS``).
 - The output kept for the model is capped at ``command_output_max_bytes``:
@@ -25,12 +29,14 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from roo_daemon.engine.approval import command_decision
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.calls import current_call_id  # noqa: F401 (re-exported for tests)
+from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, SandboxUnavailable, default_sandbox
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
 from roo_daemon.engine.tools.files import in_thread
 from roo_daemon.engine.workspace import PathEscape, RooIgnore, relative_posix, resolve_inside
@@ -175,13 +181,16 @@ async def end_group(proc: asyncio.subprocess.Process, grace: float = KILL_GRACE_
     if await asyncio.to_thread(_group_running, pgid):
         _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace
+        pause = 0.002
         while await asyncio.to_thread(_group_running, pgid):
             if time.monotonic() >= deadline:
                 _signal_group(pgid, signal.SIGKILL)
                 break
             # Members of the group are not our children: there is nothing to
-            # await for them, so poll briefly (at most ``grace`` seconds).
-            await asyncio.sleep(0.02)
+            # await for them, so poll briefly (at most ``grace`` seconds),
+            # first often: a sandbox's init is usually gone a moment later.
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
     with contextlib.suppress(ProcessLookupError, TimeoutError):
         await asyncio.wait_for(proc.wait(), grace)
 
@@ -201,11 +210,11 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
             self.exited.set_result(None)
 
 
-async def _spawn(command: str, workdir: Path, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, _Protocol]:
+async def _spawn(argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, _Protocol]:
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_shell(
+    transport, protocol = await loop.subprocess_exec(
         lambda: _Protocol(limit=READ_CHUNK, loop=loop),
-        command,
+        *argv,
         cwd=str(workdir),
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
@@ -249,7 +258,18 @@ def rooignored_argument(command: str, rooignore: RooIgnore, root: Path, cwd: Pat
     return None
 
 
+async def sandbox_of(ctx: TaskContext) -> Sandbox:
+    """The daemon's sandbox (put in the runner's settings at start), else a
+    process-wide one for ``tools.sandbox`` (tools called directly)."""
+    sandbox = ctx.settings.get(SETTINGS_KEY)
+    return sandbox if sandbox is not None else await default_sandbox(ctx.settings.get("sandbox", "bwrap"))
+
+
 async def _prepare(ctx: TaskContext, args: dict[str, Any]) -> tuple[Path, str]:
+    try:
+        (await sandbox_of(ctx)).check()  # refused before any approval is asked
+    except SandboxUnavailable as e:
+        raise ToolError(f"Error executing command: {e}") from None
     workdir, rel = await in_thread("executing command", _working_dir, ctx, args.get("cwd"))
     root = Path(ctx.session.workspace).resolve()
     rooignore = await in_thread("executing command", RooIgnore.load, root)
@@ -257,6 +277,30 @@ async def _prepare(ctx: TaskContext, args: dict[str, Any]) -> tuple[Path, str]:
     if blocked:
         raise ToolError(rooignore.error(blocked))
     return workdir, rel
+
+
+async def _sandboxed(ctx: TaskContext, argv: list[str], workdir: Path) -> tuple[list[str], bool]:
+    """``argv`` as it runs in the session's sandbox, its ``.rooignore`` masked;
+    and whether the sandbox takes every process along when it ends."""
+    root = Path(ctx.session.workspace).resolve()
+    rooignore = await in_thread("executing command", RooIgnore.load, root)
+    network = bool((getattr(ctx.session, "sandbox", None) or {}).get("network", True))
+    try:
+        sandbox = await sandbox_of(ctx)
+        wrapped = await sandbox.wrap(argv, root, workdir, network, _entry_matcher(rooignore))
+        return wrapped, sandbox.contained
+    except SandboxUnavailable as e:
+        raise ToolError(f"Error executing command: {e}") from None
+
+
+def _entry_matcher(rooignore: RooIgnore) -> Callable[[str, bool], bool] | None:
+    """``.rooignore`` for the sandbox's walk, which never enters a blocked
+    directory: an entry's own pattern check is enough (``RooIgnore.blocks``
+    also re-checks every parent, which made the walk several times slower)."""
+    spec = rooignore.spec
+    if spec is None:
+        return None
+    return lambda rel, is_dir: bool(spec.check_file(rel + "/" if is_dir else rel).include)
 
 
 def _timeout(ctx: TaskContext, args: dict[str, Any]) -> float:
@@ -281,8 +325,9 @@ async def run_command(ctx: TaskContext, command: str, workdir: Path, timeout: fl
     settings = ctx.settings
     capture = OutputCapture(int(settings.get("command_output_max_bytes", 65536)))
     out = OutputStream(ctx)
+    argv, contained = await _sandboxed(ctx, ["/bin/sh", "-c", command], workdir)
     try:
-        proc, protocol = await _spawn(command, workdir, command_env(settings))
+        proc, protocol = await _spawn(argv, workdir, command_env(settings))
     except OSError as e:
         raise ToolError(f"Error executing command: {e.strerror or e}") from None
     assert proc.stdout is not None and proc.stderr is not None
@@ -297,8 +342,10 @@ async def run_command(ctx: TaskContext, command: str, workdir: Path, timeout: fl
         except TimeoutError:
             timed_out = True
         # The shell is gone (or out of time): end whatever it left in its group,
-        # so a background child holding the pipes cannot keep us waiting.
-        await end_group(proc)
+        # so a background child holding the pipes cannot keep us waiting. A
+        # sandbox that exited took its PID namespace, and so everything, along.
+        if timed_out or not contained:
+            await end_group(proc)
         await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
     except BaseException:
         # Cancelled (or failing): the group must not outlive the call. If this
@@ -360,7 +407,9 @@ COMMAND_TOOLS = [
         "appropriate chaining syntax for the user's shell. Prefer to execute complex CLI commands over creating "
         "executable scripts, as they are more flexible and easier to run. Prefer relative commands and paths that "
         "avoid location sensitivity for terminal consistency. Commands run with /bin/sh in the workspace, without "
-        "input, and are ended when they exceed their timeout.",
+        "input, and are ended when they exceed their timeout. They may run in a sandbox where only the "
+        "workspace (writable) and the system directories (read-only) exist, /tmp is empty scratch space and the "
+        "network may be off.",
         {
             "type": "object",
             "properties": {

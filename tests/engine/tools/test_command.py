@@ -1,35 +1,50 @@
-"""execute_command: real subprocesses in a temporary workspace."""
+"""execute_command: real subprocesses in a temporary workspace, each test
+both in the bubblewrap sandbox (the default) and with ``tools.sandbox: none``.
+
+Processes are found by a unique argument (``tests/procs.py``): inside the
+sandbox's PID namespace, ``$!`` is not the host's pid."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from pathlib import Path
 
 import pytest
 
+from roo_daemon.engine.sandbox import default_sandbox
 from roo_daemon.engine.tools.command import OutputCapture, current_call_id, run_command
+from tests.engine.tools.conftest import FakeContext
+from tests.needs import missing
+from tests.procs import running, unique_seconds
 
 
-def gone(pid: int) -> bool:
-    """No such process, or only its zombie left (nothing runs any more)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+@pytest.fixture(params=["bwrap", "none"])
+def sandbox_mode(request: pytest.FixtureRequest, io_loop) -> str:
+    if request.param == "bwrap":
+        sandbox = io_loop.run_sync(lambda: default_sandbox("bwrap"))
+        if sandbox.bwrap is None:
+            missing(f"bubblewrap cannot run here: {sandbox.problem}")
+    return request.param
 
 
-def pid_in(workspace: Path, name: str) -> int:
-    return int((workspace / name).read_text().strip())
+@pytest.fixture
+def ctx(ctx: FakeContext, sandbox_mode: str) -> FakeContext:
+    ctx.settings["sandbox"] = sandbox_mode
+    return ctx
 
 
-# A child shell that starts a grandchild `sleep`, both recorded by pid. (The
-# pid files are redirections, which Roo's policy always asks about.)
-FAMILY = (
-    "sh -c 'sleep 60 & echo $! > grandchild.pid; echo child-ready; wait' & echo $! > child.pid; echo parent-ready; wait"
-)
+@pytest.fixture
+def strict_ctx(strict_ctx: FakeContext, sandbox_mode: str) -> FakeContext:
+    strict_ctx.settings["sandbox"] = sandbox_mode
+    return strict_ctx
+
+
+def family() -> tuple[str, str]:
+    """A child shell that starts a grandchild ``sleep``; both carry the marker.
+    (Backgrounding asks under Roo's policy; the tests approve it.)"""
+    marker = unique_seconds(60)
+    return f"sh -c 'sleep {marker} & echo child-ready; wait' & echo parent-ready; wait", marker
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -60,7 +75,10 @@ async def test_exit_code_and_stderr(ctx, workspace):
     assert "out\n" in out.content and "err\n" in out.content
     assert ctx.output("stderr") == "err\n" and ctx.output("stdout") == "out\n"
     killed = await ctx.call("execute_command", command="kill -9 $$")
-    assert "Process terminated by signal SIGKILL" in killed.content
+    if ctx.settings["sandbox"] == "none":
+        assert "Process terminated by signal SIGKILL" in killed.content
+    else:  # bwrap reports a signal as 128 + its number, as a shell does
+        assert "Exit code: 137\n" in killed.content
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -115,40 +133,41 @@ async def test_cwd_inside_the_workspace(ctx, workspace):
 @pytest.mark.gen_test(timeout=20)
 async def test_timeout_kills_the_whole_process_group(ctx, workspace):
     ctx.approve_next(True)
+    command, marker = family()
     started = time.monotonic()
-    out = await ctx.call("execute_command", command=FAMILY, timeout=1)
+    out = await ctx.call("execute_command", command=command, timeout=1)
     assert time.monotonic() - started < 10
     assert out.is_error
     assert out.content.startswith(
         "The command was terminated after exceeding a user-configured 1s timeout. Do not try to re-run the command."
     )
     assert "parent-ready" in out.content and "child-ready" in out.content
-    child, grandchild = pid_in(workspace, "child.pid"), pid_in(workspace, "grandchild.pid")
-    assert gone(child) and gone(grandchild)
+    assert running(marker) == []
 
 
 @pytest.mark.gen_test(timeout=20)
 async def test_cancellation_kills_the_group_within_a_second(ctx, workspace):
     ctx.approve_next(True)
-    call = asyncio.ensure_future(ctx.call("execute_command", command=FAMILY))
+    command, marker = family()
+    call = asyncio.ensure_future(ctx.call("execute_command", command=command))
     await ctx.wait_output("parent-ready", call)
     await ctx.wait_output("child-ready", call)
-    child, grandchild = pid_in(workspace, "child.pid"), pid_in(workspace, "grandchild.pid")
-    assert not gone(child) and not gone(grandchild)
+    assert len(running(marker)) >= 2  # the child shell and the grandchild sleep (and bwrap)
     started = time.monotonic()
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
     assert time.monotonic() - started < 1.0
-    assert gone(child) and gone(grandchild)
+    assert running(marker) == []
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_nothing_outlives_the_shell(ctx, workspace):
     ctx.approve_next(True)
-    out = await ctx.call("execute_command", command="sleep 60 & echo $! > bg.pid; echo launched")
+    marker = unique_seconds(60)
+    out = await ctx.call("execute_command", command=f"sleep {marker} & echo launched")
     assert "Exit code: 0" in out.content and "launched" in out.content
-    assert gone(pid_in(workspace, "bg.pid"))
+    assert running(marker) == []
 
 
 @pytest.mark.gen_test(timeout=10)
