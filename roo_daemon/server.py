@@ -30,10 +30,8 @@ from roo_daemon.logs import set_level
 from roo_daemon.looplag import LoopLagMonitor
 from roo_daemon.sdnotify import Notifier
 from roo_daemon.sockets import SocketActivationError, check_exposure, describe, listen_fds, tcp_port
-from roo_daemon.store import IdempotencyStore
 
 log = logging.getLogger("roo_daemon.server")
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 # What a SIGHUP applies. Any other setting that changed in the file keeps its
 # running value (the HTTP server, the store, the engine and the providers are
@@ -152,7 +150,7 @@ class Daemon:
         ev = self.cfg["events"]
         try:
             await self.ctx.bus.prune(ev["retention_max_events"], ev["retention_seconds"])
-            await self.ctx.db.write(IdempotencyStore.prune(time.time() - IDEMPOTENCY_TTL_SECONDS))
+            await self.ctx.sessions.idempotency.prune()  # one guard, shared with the task manager
         except Exception:
             log.exception("pruning failed")
 
