@@ -7,6 +7,7 @@ slowly, dropped."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -169,11 +170,21 @@ async def test_a_body_sent_too_slowly_is_dropped(daemon: DaemonProcess) -> None:
         writer.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #9 item 15: Tornado drops the connection on oversized headers instead of answering 431",
+)
 @pytest.mark.gen_test(timeout=30)
 async def test_oversized_headers_are_refused(daemon: DaemonProcess) -> None:
+    """Headers over ``server.max_header_bytes`` get an answer, a 4xx
+    problem+json, not a connection closed without a word."""
     reader, writer = await open_raw(daemon.base_url)
     writer.write(request_head("GET", "/healthz", {"X-Pad": "y" * 8192}))
     await writer.drain()
     raw = await read_all(reader, GENEROUS)
-    assert raw == b"" or parse_head(raw)[0] in (400, 431), raw[:200]
     writer.close()
+    assert raw, "the connection was closed without an answer"
+    status, headers, body = parse_head(raw)
+    assert 400 <= status < 500, raw[:200]
+    assert headers["content-type"].startswith("application/problem+json"), raw[:200]
+    assert json.loads(body)["status"] == status

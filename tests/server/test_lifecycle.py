@@ -232,6 +232,9 @@ async def test_kill_9_interrupts_the_running_task_and_requeues_the_queued_one(da
     assert queued["status"] == "queued"
     r = await api.get(f"/api/v1/sessions/{session['id']}/tasks/{queued['id']}")
     assert r.json["status"] == "queued"  # the only slot is taken by the hang task
+    running_before = await task_events(api, session["id"], running["id"])
+    queued_before = await task_events(api, session["id"], queued["id"])
+    assert "message.delta" in [e["event"] for e in running_before]
 
     d.send_signal(signal.SIGKILL)
     assert await d.await_exit() == -signal.SIGKILL
@@ -251,6 +254,8 @@ async def test_kill_9_interrupts_the_running_task_and_requeues_the_queued_one(da
     assert stored["status"] == "interrupted"
     assert stored["error"]["code"] == "interrupted"
     events = await task_events(api2, session["id"], running["id"])
+    # Nothing stored before the kill was lost or changed; recovery only appended.
+    assert events[: len(running_before)] == running_before
     assert status_events(events) == ["running", "interrupted"]
     last = events[-1]
     assert last["event"] == "task.status" and last["data"]["status"] == "interrupted"
@@ -258,6 +263,7 @@ async def test_kill_9_interrupts_the_running_task_and_requeues_the_queued_one(da
     assert "message.delta" in [e["event"] for e in events]
 
     queued_events = await task_events(api2, session["id"], queued["id"])
+    assert queued_events[: len(queued_before)] == queued_before
     assert status_events(queued_events) == ["running", "completed"]
     assert min(e["seq"] for e in queued_events[1:]) > last["seq"]  # it ran after the recovery
     d2.send_signal(signal.SIGTERM)
