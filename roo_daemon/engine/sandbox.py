@@ -83,6 +83,7 @@ class SandboxPolicy:
     cwd: Path
     network: bool = True
     masks: tuple[Mask, ...] = ()  # anywhere a bound tree shows them; the workspace's included
+    covers: tuple[Path, ...] = ()  # hidden directories that hold the workspace (in a bound tree)
     read_only: tuple[str, ...] = ()  # extra trees, read-only (tools.sandbox_read_only_paths)
     extra_ro_files: tuple[str, ...] = ()  # e.g. where /etc/resolv.conf points, when outside /etc
 
@@ -110,7 +111,11 @@ class Bubblewrap:
         for path in (*policy.read_only, *policy.extra_ro_files):
             args += ["--ro-bind-try", path, path]
         workspace = str(policy.workspace)
+        for cover in policy.covers:  # emptied, so that the workspace alone shows through
+            args += ["--tmpfs", str(cover)]
         args += ["--bind", workspace, workspace]
+        for cover in policy.covers:
+            args += ["--remount-ro", str(cover)]
         for guard in _guards(policy.workspace, policy.masks):
             args += ["--bind", guard, guard]
         for mask in policy.masks:
@@ -209,19 +214,37 @@ def rooignore_masks(workspace: Path, blocks: Callable[[str, bool], bool], limit:
     return masks
 
 
-def daemon_masks(hidden: Iterable[Path], workspace: Path, trees: Iterable[str]) -> list[Mask]:
+def daemon_masks(hidden: Iterable[Path], workspace: Path, trees: Iterable[str]) -> tuple[list[Mask], list[Path]]:
     """The daemon's own files (data dir, config and keys files, other
-    workspaces) that a bound tree would show. One that holds the workspace
-    cannot be masked whole; it is not bound either (the workspace is bound
-    alone), unless it lies in a system directory."""
-    roots = [Path(t) for t in trees] + [workspace]
-    out = []
+    workspaces) that a bound tree would show: masks, and *covers* (hidden
+    directories that hold the workspace: emptied before the workspace is
+    bound into them, then made read-only)."""
+    trees = [Path(t) for t in trees]
+    masks: list[Mask] = []
+    covers: list[Path] = []
     for path in hidden:
-        if path == workspace or workspace.is_relative_to(path) or not os.path.lexists(path):
+        if path == workspace or not os.path.lexists(path):
             continue
-        if any(path.is_relative_to(root) for root in roots):
-            out.append(Mask(path, os.path.isdir(path)))
-    return out
+        if workspace.is_relative_to(path):
+            if any(path.is_relative_to(tree) for tree in trees):
+                covers.append(path)
+        elif any(path.is_relative_to(root) for root in (*trees, workspace)):
+            masks.append(Mask(path, os.path.isdir(path)))
+    return masks, covers
+
+
+def outermost(masks: Sequence[Mask], covers: Sequence[Path], workspace: Path) -> tuple[list[Mask], list[Path]]:
+    """Drop what another mask or cover already hides: bwrap cannot mount
+    inside a directory mask (it is read-only), and need not."""
+    covers = [c for c in covers if not any(c != o and c.is_relative_to(o) for o in covers)]
+    dirs = [m.path for m in masks if m.is_dir]
+
+    def hidden_already(m: Mask) -> bool:
+        if any(m.path != d and m.path.is_relative_to(d) for d in dirs):
+            return True
+        return not m.path.is_relative_to(workspace) and any(m.path.is_relative_to(c) for c in covers)
+
+    return [m for m in masks if not hidden_already(m)], covers
 
 
 def daemon_files(cfg: dict, data_dir: Path) -> list[Path]:
@@ -317,14 +340,16 @@ class Sandbox:
         """Blocking (walks the workspace when it has a ``.rooignore``): call in a thread."""
         others = [Path(w) for w in self.workspaces()]
         hidden = [*self.hidden, *(w for w in others if w != workspace)]
-        masks = daemon_masks(hidden, workspace, [b.path for b in self.system_trees()] + list(self.read_only))
+        masks, covers = daemon_masks(hidden, workspace, [b.path for b in self.system_trees()] + list(self.read_only))
         if blocks is not None:
             masks += rooignore_masks(workspace, blocks)
+        masks, covers = outermost(masks, covers, workspace)
         return SandboxPolicy(
             workspace=workspace,
             cwd=cwd,
             network=network,
             masks=tuple(masks),
+            covers=tuple(covers),
             read_only=self.read_only,
             extra_ro_files=self._resolv if network else (),
         )

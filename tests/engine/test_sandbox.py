@@ -19,6 +19,7 @@ from roo_daemon.engine.sandbox import (
     SandboxUnavailable,
     daemon_files,
     daemon_masks,
+    outermost,
     rooignore_masks,
 )
 from roo_daemon.engine.tools.base import ToolError
@@ -111,18 +112,40 @@ def test_rooignore_masks_walk_the_workspace(tmp_path: Path) -> None:
 
 
 def test_daemon_masks_only_where_a_bound_tree_would_show_them(tmp_path: Path) -> None:
-    workspace = tmp_path / "roots" / "team"
+    workspace = tmp_path / "etc" / "data" / "workspaces" / "mine"
     nested = workspace / "sub-project"
     nested.mkdir(parents=True)
     etc = tmp_path / "etc"
     (etc / "roo").mkdir(parents=True)
     (etc / "roo" / "daemon.yaml").write_text("x")
-    data = tmp_path / "data"
-    data.mkdir()
-    hidden = [data, etc / "roo" / "daemon.yaml", nested, tmp_path / "roots", workspace, tmp_path / "missing"]
-    masks = daemon_masks(hidden, workspace, [str(etc)])
-    # data/ lies in no bound tree (nothing to hide); roots/ holds the workspace (cannot be masked whole).
+    elsewhere = tmp_path / "var" / "data"
+    elsewhere.mkdir(parents=True)
+    hidden = [elsewhere, etc / "roo" / "daemon.yaml", nested, etc / "data", workspace, tmp_path / "missing"]
+    masks, covers = daemon_masks(hidden, workspace, [str(etc)])
+    # var/data lies in no bound tree: nothing shows it, nothing to mask.
     assert masks == [Mask(etc / "roo" / "daemon.yaml", False), Mask(nested, True)]
+    # etc/data holds the workspace: emptied, with the workspace bound into it.
+    assert covers == [etc / "data"]
+
+
+def test_masks_inside_other_masks_or_covers_are_dropped() -> None:
+    workspace = Path("/t/data/workspaces/mine")
+    masks = [
+        Mask(Path("/t/data/workspaces/other"), True),  # inside the cover: already hidden
+        Mask(Path("/t/data/workspaces/mine/secret"), True),
+        Mask(Path("/t/data/workspaces/mine/secret/key"), False),  # inside a directory mask
+        Mask(Path("/t/data/workspaces/mine/x.key"), False),
+    ]
+    kept, covers = outermost(masks, [Path("/t/data/workspaces"), Path("/t/data")], workspace)
+    assert covers == [Path("/t/data")]
+    assert [m.path.name for m in kept] == ["secret", "x.key"]
+
+
+def test_a_cover_is_emptied_before_the_workspace_is_bound_then_made_read_only() -> None:
+    args = argv(covers=(Path("/srv"),))
+    tmpfs, bind, remount = args.index("/srv"), args.index("/srv/ws"), args.index("--remount-ro")
+    assert args[tmpfs - 1] == "--tmpfs" and args[bind - 1] == "--bind" and args[remount + 1] == "/srv"
+    assert tmpfs < bind < remount
 
 
 def test_daemon_files_are_the_data_dir_config_and_keys_file(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ class Daemon(DaemonProcess):
             # shows, the config and keys files in it must not.
             "tools": {"sandbox_read_only_paths": [str(run)], **tools},
         }
-        super().__init__(run, config, root / "data", env={SECRET_ENV: SECRET_VALUE})
+        super().__init__(run, config, run / "data", env={SECRET_ENV: SECRET_VALUE})  # one daemon per data dir
         self.prefix = prefix
         self.keys_file = keys
 
