@@ -48,7 +48,9 @@ setup(
         ],
         # locustfile.py: locust drives REST users; websocket-client gives its
         # WebSocket users a blocking client that locust's gevent makes cooperative.
-        "load": ["locust>=2.20", "websocket-client>=1.6"],
+        # The slow suite installs this extra: openapi-python-client, the most used
+        # Python generator, checks that openapi.yaml generates a working client.
+        "load": ["locust>=2.20", "websocket-client>=1.6", "openapi-python-client>=0.29,<0.30"],
     },
     entry_points={"console_scripts": ["roo-daemon=roo_daemon.cli:main"]},
 )

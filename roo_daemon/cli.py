@@ -1,4 +1,5 @@
-"""``roo-daemon serve | check-config | openapi``.
+"""``roo-daemon serve | check-config | openapi | keys``, and the client
+commands (``watch`` in ``watch.py``, the rest in ``client/commands.py``).
 
 Configuration problems end with exit status 2 and one line naming the key;
 never a traceback.
@@ -12,13 +13,23 @@ import logging
 import sys
 
 from roo_daemon import __version__
+from roo_daemon.client.commands import add_commands, connection_flags
 from roo_daemon.config import ConfigError, load_config, prepare_data_dir
+from roo_daemon.watch import add_command as add_watch
 
 EXIT_CONFIG = 2
+CLIENT_COMMANDS = ("run", "tasks", "attach", "approve", "deny", "answer")
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line and exit 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="roo-daemon", description="The Roo-Code agent engine as a service.")
+    p = _Parser(prog="roo-daemon", description="The Roo-Code agent engine as a service.")
     p.add_argument("--version", action="version", version=f"roo-daemon {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the daemon")
@@ -34,13 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="print a new random key once, with the config entry holding its hash")
     create.add_argument("name", help="the principal's name (letters, digits, _.@-)")
     create.add_argument("--scopes", default="read,write", help="comma-separated: read, write, admin")
-    watch = sub.add_parser("watch", help="print the event stream as JSON lines")
-    watch.add_argument("--url", default="ws://127.0.0.1:3000/ws", help="the daemon's WebSocket URL")
-    watch.add_argument("--session", help="only this session's events")
-    watch.add_argument("--task", help="only this task's events")
-    watch.add_argument("--after", type=int, help="replay stored events with seq > AFTER first")
-    watch.add_argument("--until", help="exit after an event of this name (comma-separated names)")
-    watch.add_argument("--token", help="API key (default: $ROO_DAEMON_TOKEN)")
+    add_watch(sub, [connection_flags()])
+    add_commands(sub)
     return p
 
 
@@ -68,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         from roo_daemon.watch import run
 
         return run(args)
+    if args.command in CLIENT_COMMANDS:
+        from roo_daemon.client.commands import main as client_main
+
+        return client_main(args)
     try:
         cfg = _config(args)
     except ConfigError as e:

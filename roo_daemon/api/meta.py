@@ -47,7 +47,10 @@ class OpenApiYamlHandler(ApiHandler):
     auth_required = False
 
     def get(self) -> None:
-        self.set_header("Content-Type", "application/yaml; charset=utf-8")
+        # text/yaml only when asked for: generated clients read text/* as text.
+        accept = self.request.headers.get("Accept", "")
+        media = "text/yaml" if "text/yaml" in accept and "application/yaml" not in accept else "application/yaml"
+        self.set_header("Content-Type", f"{media}; charset=utf-8")
         self.finish(self.ctx.spec.text)
 
 

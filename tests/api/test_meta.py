@@ -88,6 +88,17 @@ async def test_openapi_yaml_is_the_file(api: Api) -> None:
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_openapi_yaml_as_text_yaml_when_asked(api: Api) -> None:
+    """``Accept: text/yaml`` (what generated clients can read as text) gets
+    the same bytes as ``text/yaml``; ``application/yaml`` stays the default."""
+    r = await api.get("/openapi.yaml", headers={"Accept": "text/yaml"})
+    assert r.headers["Content-Type"] == "text/yaml; charset=utf-8"
+    assert r.body == SPEC_FILE.read_bytes()
+    both = await api.get("/openapi.yaml", headers={"Accept": "application/yaml, text/yaml"})
+    assert both.headers["Content-Type"].startswith("application/yaml")
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_openapi_json_equals_the_yaml(api: Api) -> None:
     """/openapi.json is the same document as JSON."""
     r = await api.get("/openapi.json")
