@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from roo_daemon.metrics import Metrics
+from roo_daemon.metrics import Metrics, bounded_method
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -90,7 +90,8 @@ def access_logger(metrics: Metrics) -> Callable[[Any], None]:
         status = handler.get_status()
         seconds = handler.request.request_time()
         route = getattr(handler, "route", "(unmatched)")
-        method = handler.request.method
+        raw_method = handler.request.method or ""
+        method = bounded_method(raw_method)  # the line's text is as bounded as the metric
         metrics.observe_request(method, route, status, seconds)
         if status < 400 and not _access.isEnabledFor(logging.INFO):
             return
@@ -111,6 +112,8 @@ def access_logger(metrics: Metrics) -> Callable[[Any], None]:
                 "status": status,
                 "duration_ms": round(seconds * 1000, 2),
                 **{k: v for k, v in path_kwargs.items() if k in ("session_id", "task_id")},
+                # What "other" was, for whoever reads the line (cut: the token can be as long as the headers).
+                **({"raw_method": raw_method[:32]} if method != raw_method else {}),
             },
         )
 

@@ -1,6 +1,9 @@
 """Prometheus metrics, in a registry of the daemon's own (so tests can run
 several daemons in one process). Labels are bounded: route templates and
-enumerations, never raw paths or ids."""
+enumerations, never raw paths or ids. Every label value that a client can
+influence goes through a known set first (:func:`bounded_method`): each new
+value is a new series, kept for the process's life, so a client inventing
+values could grow ``/metrics`` without limit."""
 
 from __future__ import annotations
 
@@ -22,6 +25,16 @@ from roo_daemon import __version__
 # No `*_created` series: they double the series count and nothing here uses
 # them (Prometheus derives resets from the counters themselves).
 disable_created_metrics()
+
+# The methods HTTP defines that anyone sends; any other token is "other".
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"))
+
+
+def bounded_method(method: str | None) -> str:
+    """``method`` if it is a standard one, else ``other`` (the request line's
+    method is any token the client likes: ``M00001`` would be a new series)."""
+    return method if method in HTTP_METHODS else "other"
+
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -116,6 +129,9 @@ class Metrics:
         )
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
+        """``route`` is a template from the route table or ``(unmatched)``;
+        ``code`` is ours; ``method`` comes from the client and is bounded here."""
+        method = bounded_method(method)
         self.http_requests.labels(method, route, str(code)).inc()
         self.http_duration.labels(method, route).observe(seconds)
 
