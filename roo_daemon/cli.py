@@ -123,11 +123,11 @@ def serve(cfg: dict) -> int:
     if not make_undumpable():  # same-user processes must not read our memory or environ (provider keys)
         logging.getLogger("roo_daemon").warning("could not make the daemon undumpable (prctl PR_SET_DUMPABLE)")
 
-    async def run() -> None:
-        await Daemon(cfg).run()
+    async def run() -> int:
+        return await Daemon(cfg).run()
 
     try:
-        asyncio.run(run())
+        status = asyncio.run(run())
     except StartupError as e:  # the data dir is another daemon's, or its store cannot be written
         print(f"roo-daemon: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -135,4 +135,4 @@ def serve(cfg: dict) -> int:
         logging.getLogger("roo_daemon").error("cannot serve: %s", e)
         print(f"roo-daemon: cannot serve: {e.strerror or e}", file=sys.stderr)
         return 1
-    return 0
+    return status

@@ -20,6 +20,7 @@ from roo_daemon.ratelimit import RateLimiter
 from roo_daemon.sessions.manager import SessionManager
 from roo_daemon.spec import Spec
 from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStore, TaskStore
+from roo_daemon.store.database import storage_error
 from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
 from roo_daemon.tasks.runner import TaskRunner
@@ -91,7 +92,7 @@ class AppContext:
 async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
     """Lock the data dir, open the store, load sessions, recover tasks a
     previous run left live. Raises :class:`StartupError` if the data dir is
-    another daemon's."""
+    another daemon's, or its store cannot be written (a full disk)."""
     spec = spec or Spec()
     data_dir = prepare_data_dir(cfg)  # once, before serving: blocking is fine here
     lock = DataDirLock(data_dir)
@@ -101,8 +102,11 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
         raise StartupError(str(e)) from None
     try:
         ctx = await _build_context(cfg, spec, data_dir)
-    except BaseException:
+    except BaseException as e:
         lock.release()
+        failure = storage_error(e, data_dir)
+        if failure is not None:
+            raise StartupError(f"cannot write the store in {data_dir}: {failure.reason}") from None
         raise
     ctx.lock = lock
     return ctx
@@ -113,6 +117,8 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     db = Database(data_dir / DB_FILE, cfg["store"]["synchronous"])
     await db.open()
     db.on_commit = lambda n, seconds: metrics.store_write.observe(seconds)
+    metrics.store_writable.set(1)  # open() proved it with a write
+    db.on_writable = lambda ok: metrics.store_writable.set(1 if ok else 0)
     events = EventStore(db)
     bus = EventBus(db, events)
     bus.on_append = lambda name: metrics.events_appended.inc()

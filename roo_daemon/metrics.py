@@ -121,6 +121,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.store_writable = Gauge(
+            "store_writable",
+            "1 while the store takes writes; 0 after a write failed for the storage (full disk, I/O error).",
+            registry=r,
+        )
         self.loop_lag = Histogram(
             "event_loop_lag_seconds",
             "How late the event loop ran a timer due every 0.25 s: time it was busy with other work.",

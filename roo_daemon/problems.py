@@ -86,3 +86,27 @@ def validation_problem(errors: list[dict[str, str]], detail: str | None = None) 
 
 def not_found(kind: str, ident: str) -> Problem:
     return Problem(404, f"no {kind} with id {ident}")
+
+
+STORAGE_RETRY_AFTER_SECONDS = 10
+
+
+class StorageUnavailable(Problem):
+    """The store cannot be written: a full disk, an I/O error, a read-only
+    file system. 503 with ``Retry-After``: nothing of the request was stored
+    (the transaction was rolled back), so it is safe to send again once an
+    operator has freed space.
+
+    The store raises it itself (``store.database.storage_error``), so every
+    path that writes (REST handlers, WebSocket ops, tasks) reports the same
+    problem without a mapping of its own; a WebSocket op gets an ``error``
+    frame with code ``storage-unavailable``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            503,
+            f"the daemon cannot write its store ({reason}); nothing was stored, retry once the disk has room",
+            slug="storage-unavailable",
+            headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
+        )
+        self.reason = reason

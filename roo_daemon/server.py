@@ -3,7 +3,9 @@
 Stop order: ``/readyz`` turns 503; the listener closes; in-flight requests
 get up to ``server.shutdown_grace_seconds``; WebSockets close with 1001;
 running tasks stop and are stored ``interrupted``; the store is flushed and
-closed; exit 0.
+closed; exit 0. If the store could not be written (a full disk), the daemon
+still exits, with status 1: tasks whose final status was lost are marked
+``interrupted`` by the next start's recovery.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Daemon:
         self._watchdog: PeriodicCallback | None = None
         self._loop_lag: LoopLagMonitor | None = None
         self.notifier = Notifier()
+        self.exit_status = 0  # what `roo-daemon serve` exits with after a stop
 
     async def start(self) -> None:
         started = time.monotonic()
@@ -230,6 +233,16 @@ class Daemon:
             self._stopping = asyncio.get_running_loop().create_task(self.stop())
 
     async def stop(self) -> None:
+        """The whole stop; whatever fails in it, the process still exits."""
+        try:
+            await self._stop()
+        except Exception:
+            log.exception("the stop failed part way; exiting anyway")
+            self.exit_status = 1
+        finally:
+            self._stopped.set()
+
+    async def _stop(self) -> None:
         ctx = self.ctx
         assert ctx is not None and self.http is not None
         ctx.shutting_down = True
@@ -247,9 +260,18 @@ class Daemon:
             ws.close(1001, "server shutting down")
         await self.http.close_all_connections()
         await ctx.close()
+        if ctx.db.unwritable is not None:
+            log.error(
+                "stopped, but the store could not be written (%s): the last changes, such as running tasks'"
+                " final status, were lost; the next start marks those tasks interrupted",
+                ctx.db.unwritable.reason,
+            )
+            self.exit_status = 1
+            return
         log.info("stopped")
-        self._stopped.set()
 
-    async def run(self) -> None:
+    async def run(self) -> int:
+        """Serve until stopped; the exit status."""
         await self.start()
         await self._stopped.wait()
+        return self.exit_status

@@ -189,10 +189,13 @@ class ProblemWriter(RequestHandler):
             problem.headers.setdefault("Allow", allow)
             problem.extra["allow"] = methods
             problem.detail = f"{self.request.method} is not allowed here; allowed: {allow}"
+        # A copy: one exception may answer several requests (a failed group
+        # commit fails every write in it); this request's headers are its own.
+        headers = dict(problem.headers)
         if self.rate_verdict is not None:
             for name, value in self.rate_verdict.headers().items():
-                problem.headers.setdefault(name, value)
-        for name, value in problem.headers.items():
+                headers.setdefault(name, value)
+        for name, value in headers.items():
             self.set_header(name, value)
         self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
         self.finish(_dumps(problem.body()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from roo_daemon.api.base import ApiHandler
-from roo_daemon.problems import Problem
+from roo_daemon.problems import Problem, StorageUnavailable
 
 
 class HealthHandler(ApiHandler):
@@ -23,6 +23,10 @@ class ReadyHandler(ApiHandler):
             raise Problem(503, "the daemon is shutting down", slug="shutting-down")
         if not await self.ctx.db.ping():
             raise Problem(503, "the store is not reachable", slug="store-unavailable")
+        # Reads working is not enough: not ready while writes fail (a full disk).
+        failure = await self.ctx.db.check_writable()
+        if failure is not None:
+            raise StorageUnavailable(failure.reason)
         self.send_json({"status": "ready"})
 
 

@@ -20,6 +20,7 @@ from roo_daemon.models import AUTO_APPROVE_DEFAULTS, SANDBOX_DEFAULTS, Session, 
 from roo_daemon.pagination import decode_cursor, encode_cursor
 from roo_daemon.problems import Problem, not_found, validation_problem
 from roo_daemon.store import SessionStore
+from roo_daemon.store.database import storage_error
 from roo_daemon.store.sqlite import chain
 from roo_daemon.tasks.runner import TaskRunner
 
@@ -104,9 +105,20 @@ class SessionManager:
             try:
                 session = await self._new_session(principal, body)
                 write = chain(SessionStore.insert(session), record(session.id) if record else None)
-                await self.bus.append(
-                    "session.created", session.to_resource(), session_id=session.id, owner=session.owner, write=write
-                )
+                try:
+                    await self.bus.append(
+                        "session.created",
+                        session.to_resource(),
+                        session_id=session.id,
+                        owner=session.owner,
+                        write=write,
+                    )
+                except Exception:
+                    # Not stored (the transaction rolled back: a full disk...):
+                    # the directory made for it belongs to no session.
+                    if session.workspace_managed:
+                        await asyncio.to_thread(shutil.rmtree, session.workspace, True)
+                    raise
                 self.sessions[session.id] = session
             finally:
                 self._creating[principal.name] -= 1
@@ -123,7 +135,10 @@ class SessionManager:
             workspace, managed = await asyncio.to_thread(self._existing_workspace, body["workspace"]), False
         else:
             workspace, managed = str(self.data_dir / "workspaces" / session_id), True
-            await asyncio.to_thread(os.makedirs, workspace, exist_ok=True)
+            try:
+                await asyncio.to_thread(os.makedirs, workspace, exist_ok=True)
+            except OSError as e:
+                raise storage_error(e) or e from None  # a full disk is a 503, not a 500
         mode = body.get("mode", self.defaults["mode"])
         try:
             await self.check_mode(mode, workspace)

@@ -7,18 +7,27 @@ write runs inside its own SAVEPOINT, so one failing write fails alone.
 
 Reads go to a separate reader thread with its own connection; WAL lets it
 read while the writer writes, and it sees every committed transaction.
+
+A write that fails because of the storage itself (a full disk, an I/O
+error, a read-only file system) fails with :class:`StorageUnavailable` (503
+``storage-unavailable``), and the store remembers it: ``/readyz`` is not
+ready until a write succeeds again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+from roo_daemon.problems import StorageUnavailable
 
 log = logging.getLogger("roo_daemon.store")
 T = TypeVar("T")
@@ -63,6 +72,64 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+
+
+# What each storage failure is called in a problem's detail and at start-up.
+_SQLITE_STORAGE = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "an I/O error",
+    sqlite3.SQLITE_READONLY: "the file system is read-only",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+}
+_ERRNO_STORAGE = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EIO: "an I/O error",
+    errno.EROFS: "the file system is read-only",
+}
+# Before a probe proves the store writable, the last successful commit does,
+# if it is this recent (seconds): a busy daemon's /readyz costs no write.
+PROBE_AFTER_SECONDS = 5.0
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    """A write that leaves nothing behind but still has to reach the disk:
+    the page it dirtied is appended to the WAL at commit."""
+    conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('write_probe', '')")
+    conn.execute("DELETE FROM meta WHERE k = 'write_probe'")
+
+
+def storage_error(exc: BaseException, where: Path | None = None) -> StorageUnavailable | None:
+    """A :class:`StorageUnavailable` if ``exc`` (or the error it was raised
+    while handling) says the storage cannot be written, else None: other
+    errors (a constraint, a bug) are the request's or ours, not the disk's.
+    ``where`` (a path on the store's file system) lets an I/O error that is
+    really a full disk say so: SQLite reports ENOSPC on its shared-memory
+    file as SQLITE_IOERR."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageUnavailable):
+            return seen
+        reason = None
+        if isinstance(seen, sqlite3.Error):
+            code = getattr(seen, "sqlite_errorcode", None)
+            reason = _SQLITE_STORAGE.get(code & 0xFF) if isinstance(code, int) else None  # extended codes too
+        elif isinstance(seen, OSError):
+            reason = _ERRNO_STORAGE.get(seen.errno or 0)
+        if reason:
+            if reason == "an I/O error" and where is not None and _no_space(where):
+                reason = "the disk is full"
+            return StorageUnavailable(reason)
+        seen = seen.__context__
+    return None
+
+
+def _no_space(where: Path) -> bool:
+    """Blocking (one statvfs), called only once a write has failed."""
+    try:
+        return os.statvfs(where).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -113,16 +180,43 @@ class Database:
         self._backlog = 0  # writes (rows) in _pending, kept as a count: streams ask for it per delta
         self._flushing: asyncio.Task | None = None
         self.on_commit: Callable[[int, float], None] | None = None  # (writes, seconds), for metrics
+        self.on_writable: Callable[[bool], None] | None = None  # the store became (un)writable, for metrics
+        self.unwritable: StorageUnavailable | None = None  # why the last write failed, until one succeeds
+        self._last_ok = time.monotonic()  # the last commit that wrote without a storage failure
+        self._probe: asyncio.Future | None = None
         self.closed = False
 
     async def open(self) -> None:
+        """Open both connections and prove the store takes a write; raises
+        :class:`StorageUnavailable` if it does not (a full disk at start)."""
         loop = asyncio.get_running_loop()
-        self._wconn = await loop.run_in_executor(self._writer, self._open_writer)
-        self._rconn = await loop.run_in_executor(self._reader, _connect, self.path, self.synchronous)
+        try:
+            self._wconn = await loop.run_in_executor(self._writer, self._open_writer)
+            self._rconn = await loop.run_in_executor(self._reader, _connect, self.path, self.synchronous)
+        except Exception as e:
+            failure = storage_error(e, self.path.parent)
+            if failure is None:
+                raise
+            self._writer.shutdown(wait=False)
+            self._reader.shutdown(wait=False)
+            raise failure from None
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = _connect(self.path, self.synchronous)
-        conn.executescript(SCHEMA)
+        try:
+            conn.executescript(SCHEMA)
+            # One write: an existing store on a full disk fails here, at start, not on the first request.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _probe(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     # -- writes ---------------------------------------------------------
@@ -169,7 +263,7 @@ class Database:
                 self._backlog = 0
                 started = time.perf_counter()
                 try:
-                    results = await loop.run_in_executor(self._writer, self._apply, [b[0] for b in batch])
+                    results = await loop.run_in_executor(self._writer, self._commit, [b[0] for b in batch])
                 except Exception as e:  # the commit itself failed: every write in it failed
                     log.error("store commit failed: %s", e)
                     results = [(False, e)] * len(batch)
@@ -191,6 +285,61 @@ class Database:
                         fut.set_exception(value)
         finally:
             self._flushing = None
+
+    def _commit(self, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
+        """:meth:`_apply`, with storage failures turned into
+        :class:`StorageUnavailable` (for the whole batch, or per write) and
+        remembered for ``/readyz``. Runs on the writer thread."""
+        try:
+            results = self._apply(fns)
+        except Exception as e:
+            failure = storage_error(e, self.path.parent)
+            if failure is None:
+                raise
+            self._note(failure, e)
+            raise failure from e
+        first: StorageUnavailable | None = None
+        for i, (ok, value) in enumerate(results):
+            failure = None if ok else storage_error(value, self.path.parent)
+            if failure is not None:
+                results[i] = (False, failure)
+                first = first or failure
+        self._note(first, None)
+        return results
+
+    def _note(self, failure: StorageUnavailable | None, cause: BaseException | None) -> None:
+        """Remember whether writes work; log each change once, not each failed write."""
+        was = self.unwritable
+        self.unwritable = failure
+        if failure is None:
+            self._last_ok = time.monotonic()
+            if was is not None:
+                log.warning("the store takes writes again")
+        elif was is None:
+            log.error("the store cannot be written: %s (%s); writes fail with 503 until it can", failure.reason, cause)
+        if (was is None) != (failure is None) and self.on_writable:
+            self.on_writable(failure is None)
+
+    async def check_writable(self) -> StorageUnavailable | None:
+        """None if the store takes writes, else why not. Proved by the last
+        commit when it is recent and wrote, else by a one-row write (shared
+        by concurrent callers): after a failure, only a write can tell that
+        the disk has room again."""
+        if self.unwritable is None and time.monotonic() - self._last_ok < PROBE_AFTER_SECONDS:
+            return None
+        if self._probe is None:
+            probe = self._probe = self.write(_probe)
+            probe.add_done_callback(self._probe_done)
+        try:
+            await asyncio.shield(self._probe)
+        except StorageUnavailable as e:
+            return e
+        return None
+
+    def _probe_done(self, fut: asyncio.Future) -> None:
+        self._probe = None
+        if not fut.cancelled():
+            fut.exception()  # seen here; the callers got it
 
     def _apply(self, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
         conn = self._wconn
@@ -237,19 +386,27 @@ class Database:
             return False
 
     async def close(self) -> None:
-        await self.flush()
-        self.closed = True
-        loop = asyncio.get_running_loop()
-        if self._wconn is not None:
-            await loop.run_in_executor(self._writer, self._checkpoint_and_close)
-        if self._rconn is not None:
-            await loop.run_in_executor(self._reader, self._rconn.close)
-        self._writer.shutdown(wait=True)
-        self._reader.shutdown(wait=True)
+        """Flush, checkpoint, close. Never raises for a failing disk: the
+        daemon must be able to stop; what could not be written is in
+        ``unwritable`` (and was reported to its writers)."""
+        try:
+            await self.flush()
+        finally:
+            self.closed = True
+            loop = asyncio.get_running_loop()
+            if self._wconn is not None:
+                await loop.run_in_executor(self._writer, self._checkpoint_and_close)
+            if self._rconn is not None:
+                await loop.run_in_executor(self._reader, self._rconn.close)
+            self._writer.shutdown(wait=True)
+            self._reader.shutdown(wait=True)
 
     def _checkpoint_and_close(self) -> None:
         assert self._wconn is not None
         try:
             self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            # Committed data is safe in the WAL; the next start checkpoints it.
+            log.warning("could not checkpoint the store at close: %s", e)
         finally:
             self._wconn.close()
