@@ -1,5 +1,5 @@
 """The durable, ordered, replayable event log and its REST page."""
 
-from roo_daemon.events.bus import Event, EventBus, Subscriber
+from roo_daemon.events.bus import Event, EventBus, Subscriber, UnstorableEvent
 
-__all__ = ["Event", "EventBus", "Subscriber"]
+__all__ = ["Event", "EventBus", "Subscriber", "UnstorableEvent"]

@@ -4,6 +4,11 @@
 that same order and the bus fans an event out only after its commit. So a
 live subscriber never sees an event that a replay could not, and live order
 equals durable order: the property that makes replay-then-live seamless.
+
+An event is encoded to UTF-8 once, here, before it takes a seq: one that
+cannot be (a lone surrogate, NaN) is refused to its producer at once and
+never reaches the store, where it would fail a group commit; the bytes are
+what the WebSocket sends.
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from roo_daemon.store.database import WriteFn
 from roo_daemon.store.sqlite import chain
 
 log = logging.getLogger("roo_daemon.events")
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# allow_nan=False: NaN and Infinity are not JSON; the log must be valid JSON for every client.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+class UnstorableEvent(ValueError):
+    """An event that cannot be encoded as JSON in UTF-8: refused at publish."""
 
 
 @dataclass(slots=True)
@@ -32,6 +42,7 @@ class Event:
     task_id: str | None
     owner: str | None
     frame: str  # the serialised envelope: encoded once, sent to every subscriber as is
+    payload: bytes | None = None  # ``frame`` in UTF-8, encoded at publish (None for a replayed row)
     wire: bytes | None = None  # the WebSocket frame, built by the first subscriber that sends it
 
 
@@ -70,29 +81,32 @@ class EventBus:
     ) -> asyncio.Future:
         """Append an event (and ``write``, in the same transaction). Returns
         the store's future; callers that must not answer before the event is
-        durable await it (see :meth:`append`), streaming callers need not."""
-        self.last_seq += 1
+        durable await it (see :meth:`append`), streaming callers need not.
+        Raises :class:`UnstorableEvent`, taking no seq, if the event cannot
+        be encoded."""
+        seq = self.last_seq + 1
         ts = time.time()
-        frame = _dumps(
-            {
-                "seq": self.last_seq,
-                "event": name,
-                "session_id": session_id,
-                "task_id": task_id,
-                "ts": iso(ts),
-                "data": data,
-            }
-        )
-        event = Event(self.last_seq, name, session_id, task_id, owner, frame)
-        row = (event.seq, name, session_id, task_id, owner, ts, frame)
+        try:
+            frame = _dumps(
+                {
+                    "seq": seq,
+                    "event": name,
+                    "session_id": session_id,
+                    "task_id": task_id,
+                    "ts": iso(ts),
+                    "data": data,
+                }
+            )
+            payload = frame.encode()
+        except (ValueError, TypeError) as e:  # UnicodeEncodeError is a ValueError
+            raise UnstorableEvent(f"event {name} cannot be stored: {e}") from None
+        self.last_seq = seq
+        event = Event(seq, name, session_id, task_id, owner, frame, payload)
+        row = (seq, name, session_id, task_id, owner, ts, frame)
         if write is None:
             # The common case (streamed text, tool events): rows share one
-            # statement per commit; the shared future is watched once.
-            fut = self.db.write_row(EventStore.INSERT, row, after=lambda: self._fan_out(event))
-            if not getattr(fut, "_roo_watched", False):
-                fut._roo_watched = True  # type: ignore[attr-defined]
-                fut.add_done_callback(_log_failure)
-            return fut
+            # statement per commit (each fails alone; the store logs it).
+            return self.db.write_row(EventStore.INSERT, row, after=lambda: self._fan_out(event))
         fut = self.db.write(chain(write, EventStore.insert([row])), after=lambda: self._fan_out(event))
         fut.add_done_callback(_log_failure)
         return fut

@@ -3,7 +3,8 @@
 All writes go to one writer thread that owns one connection. Writes queued
 while a transaction is being committed are applied together in the next one
 (group commit), so a burst of events costs one fsync, not one each. Each
-write runs inside its own SAVEPOINT, so one failing write fails alone.
+write runs inside its own SAVEPOINT, so one failing write fails alone; so
+does each row of a batched INSERT (``_Rows``).
 
 Reads go to a separate reader thread with its own connection; WAL lets it
 read while the writer writes, and it sees every committed transaction.
@@ -140,30 +141,75 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-class _Rows:
-    """A batch of rows for one INSERT: a write function, run as one executemany."""
+# Errors that belong to one row (what it holds), not to the store: a value
+# SQLite cannot bind or encode, a constraint it breaks. A row failing with
+# one fails alone. Anything else (sqlite3.OperationalError: a full disk, an
+# I/O error) fails the whole batch, as the store itself is failing.
+_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, ValueError, OverflowError)
 
-    __slots__ = ("sql", "rows", "afters")
+
+class _Rows:
+    """A batch of rows for one INSERT: a write function, run as one
+    executemany. Each row has its own future and ``after``: if the statement
+    fails because of a row, the rows are inserted one by one and only the
+    bad ones fail (their futures raise, their ``after`` never runs), so one
+    producer's bad row never costs another producer its write."""
+
+    __slots__ = ("sql", "rows", "afters", "futures", "errors")
 
     def __init__(self, sql: str) -> None:
         self.sql = sql
         self.rows: list[tuple] = []
-        self.afters: list[Callable[[], None]] = []
+        self.afters: list[Callable[[], None] | None] = []
+        self.futures: list[asyncio.Future] = []
+        self.errors: dict[int, Exception] = {}  # row index -> why it failed (set on the writer thread)
 
-    def add(self, row: tuple, after: Callable[[], None] | None) -> None:
+    def add(self, row: tuple, after: Callable[[], None] | None, fut: asyncio.Future) -> None:
         self.rows.append(row)
-        if after is not None:
-            self.afters.append(after)
+        self.afters.append(after)
+        self.futures.append(fut)
 
     def __call__(self, conn: sqlite3.Connection) -> None:
         conn.executemany(self.sql, self.rows)
 
+    def one_by_one(self, conn: sqlite3.Connection) -> None:
+        """After the statement failed on a row (and was rolled back): each
+        row in a savepoint of its own. Slow, and only ever after a failure."""
+        for i, row in enumerate(self.rows):
+            conn.execute("SAVEPOINT r")
+            try:
+                conn.execute(self.sql, row)
+                conn.execute("RELEASE r")
+            except _ROW_ERRORS as e:
+                conn.execute("ROLLBACK TO r")
+                conn.execute("RELEASE r")
+                self.errors[i] = e
+
     def run_afters(self) -> None:
-        for after in self.afters:
+        errors = self.errors
+        for i, after in enumerate(self.afters):
+            if after is None or i in errors:
+                continue
             try:
                 after()
             except Exception:
                 log.exception("post-commit callback failed")
+
+    def settle(self, ok: bool, error: BaseException | None) -> None:
+        """Resolve each row's future: its own outcome, or the batch's failure."""
+        errors = self.errors
+        for i, fut in enumerate(self.futures):
+            if fut.done():
+                continue
+            failure = error if not ok else errors.get(i)
+            if failure is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(failure)
+                fut.exception()  # logged here, once; a producer that awaits still gets it
+        if ok and errors:
+            for e in errors.values():
+                log.error("store: a write was refused and failed alone (%s); the rest of its batch committed", e)
 
 
 class Database:
@@ -176,7 +222,8 @@ class Database:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._pending: list[tuple[WriteFn, asyncio.Future, Callable[[], None] | None]] = []
+        # (write, its future, after); a _Rows has None: a future per row instead.
+        self._pending: list[tuple[WriteFn, asyncio.Future | None, Callable[[], None] | None]] = []
         self._backlog = 0  # writes (rows) in _pending, kept as a count: streams ask for it per delta
         self._flushing: asyncio.Task | None = None
         self.on_commit: Callable[[int, float], None] | None = None  # (writes, seconds), for metrics
@@ -237,22 +284,23 @@ class Database:
 
     def write_row(self, sql: str, row: tuple, after: Callable[[], None] | None = None) -> asyncio.Future:
         """Queue one row for ``sql`` (an INSERT). Consecutive rows for the
-        same statement share one ``executemany`` and one future: a stream
-        of events costs one statement per commit, not a savepoint per row.
-        ``after`` callbacks still run one per row, in order."""
+        same statement share one ``executemany``: a stream of events costs
+        one statement per commit, not a savepoint per row. Each row still
+        has its own future and ``after`` (run in order), and fails alone."""
         if self.closed:
             raise RuntimeError("store is closed")
         self._backlog += 1
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         last = self._pending[-1] if self._pending else None
         if last is not None and isinstance(last[0], _Rows) and last[0].sql == sql:
-            last[0].add(row, after)
-            return last[1]
+            last[0].add(row, after, fut)
+            return fut
         rows = _Rows(sql)
-        rows.add(row, after)
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((rows, fut, rows.run_afters))
+        rows.add(row, after, fut)
+        self._pending.append((rows, None, rows.run_afters))
         if self._flushing is None:
-            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+            self._flushing = loop.create_task(self._flush())
         return fut
 
     async def _flush(self) -> None:
@@ -276,7 +324,11 @@ class Database:
                             after()
                         except Exception:
                             log.exception("post-commit callback failed")
-                for (_, fut, _), (ok, value) in zip(batch, results, strict=True):
+                for (fn, fut, _), (ok, value) in zip(batch, results, strict=True):
+                    if isinstance(fn, _Rows):
+                        fn.settle(ok, None if ok else value)  # one future per row
+                        continue
+                    assert fut is not None
                     if fut.done():
                         continue
                     if ok:
@@ -354,6 +406,11 @@ class Database:
                     conn.execute("RELEASE w")
                 except Exception as e:
                     conn.execute("ROLLBACK TO w")
+                    if isinstance(fn, _Rows) and isinstance(e, _ROW_ERRORS):
+                        fn.one_by_one(conn)  # isolate the bad rows; the rest still commit
+                        conn.execute("RELEASE w")
+                        results.append((True, None))
+                        continue
                     conn.execute("RELEASE w")
                     results.append((False, e))
             conn.execute("COMMIT")

@@ -37,6 +37,7 @@ class TaskRun:
         self.done = asyncio.Event()
         self.started = 0.0
         self._ask_future: asyncio.Future[Answer] | None = None
+        self._answering = False  # an answer's write is in flight
 
     # -- TaskContext ----------------------------------------------------
 
@@ -133,20 +134,33 @@ class TaskRun:
             self.runner.metrics.task_duration.observe(time.monotonic() - self.started)
 
     async def answer(self, ask_id: str, approve: bool, text: str | None) -> None:
-        """The client's answer to the pending ask. A wrong or stale id is 409."""
+        """The client's answer to the pending ask. A wrong or stale id is 409.
+
+        The ask changes hands only once ``ask.answered`` is durable: until
+        then it is held (a second answer is 409), and if the write fails
+        (input the store refuses, a full disk) it is given back, so the task
+        still waits and the client can answer again."""
         pending = self.task.pending_ask
-        if pending is None or self._ask_future is None or self._ask_future.done():
+        if pending is None or self._ask_future is None or self._ask_future.done() or self._answering:
             raise Problem(
                 409, f"task {self.task.id} has no pending ask (status {self.task.status})", task_status=self.task.status
             )
         if pending["id"] != ask_id:
             raise Problem(409, f"ask {ask_id} is not the task's pending ask", task_status=self.task.status)
         future = self._ask_future
-        self.task.pending_ask = None  # claimed now, on the loop: a second answer gets 409
         answered: dict[str, Any] = {"ask_id": ask_id, "kind": pending["kind"], "approve": approve}
         if text is not None:
             answered["text"] = text
-        await self.emit("ask.answered", answered)
-        await self.transition("running")
-        if not future.done():
-            future.set_result(Answer(approve, text))
+        self._answering = True  # held, on the loop: a second answer meanwhile gets 409
+        try:
+            await self.emit("ask.answered", answered)
+        finally:
+            self._answering = False
+        self.task.pending_ask = None  # answered, durably
+        try:
+            await self.transition("running")
+        finally:
+            # The answer is in the log: the task goes on with it even if
+            # this status write failed (the next one persists the task).
+            if not future.done():
+                future.set_result(Answer(approve, text))

@@ -524,7 +524,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
                 and event.seq > solo.through
             ):
                 if event.wire is None:  # framed once, the same bytes for every subscriber
-                    event.wire = text_frame(event.frame.encode())
+                    event.wire = text_frame(event.payload or event.frame.encode())
                 self._send(event.wire)
             return
         if self.subs:
@@ -556,7 +556,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             # it from the store before this fan-out may have sent it.
             if seq > sub.through and (seq > self._ahead or not self._sent_by_another(sub, event, seq - 1)):
                 if event.wire is None:
-                    event.wire = text_frame(event.frame.encode())
+                    event.wire = text_frame(event.payload or event.frame.encode())
                 self._send(event.wire)  # may drop the client for lag, clearing self.subs: stop iterating
             if seq >= self._ahead and len(self.subs) == 1:
                 self._reshape()  # no record reaches past this fan-out any more: back to the fast path
