@@ -28,6 +28,7 @@ from roo_daemon.app import make_app
 from roo_daemon.auth import Authenticator
 from roo_daemon.config import SCHEMA, Config, ConfigError, load_config
 from roo_daemon.context import AppContext, open_context
+from roo_daemon.http1 import ProblemHTTPServer
 from roo_daemon.logs import set_level
 from roo_daemon.looplag import LoopLagMonitor
 from roo_daemon.sdnotify import Notifier
@@ -103,7 +104,7 @@ class Daemon:
         server_cfg = self.cfg["server"]
         # Tornado's own cap is a backstop well above ours: the handlers answer
         # 413 themselves, before reading, for anything over max_body_bytes.
-        self.http = HTTPServer(
+        self.http = ProblemHTTPServer(
             make_app(ctx),
             max_body_size=server_cfg["max_body_bytes"] * 4,
             max_header_size=server_cfg["max_header_bytes"],

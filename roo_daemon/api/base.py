@@ -397,6 +397,10 @@ class ApiHandler(ProblemWriter):
 
     def on_connection_close(self) -> None:
         self.ctx.inflight.discard(self)
+        # Tornado's own ends a request whose body was still streaming in (a
+        # client gone mid-body, or a body Tornado refused as malformed);
+        # without it the handler waited for that body until shutdown.
+        super().on_connection_close()
 
 
 class NotFoundHandler(ApiHandler):

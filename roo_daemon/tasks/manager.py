@@ -164,11 +164,24 @@ class TaskManager:
         return run.task
 
     async def event_page(self, principal: Principal, session_id: str, task_id: str, after: int, limit: int) -> bytes:
-        """The page as JSON, built from the stored frames without re-encoding them."""
+        """The page as JSON, built from the stored frames without re-encoding them.
+
+        Where retention has pruned part of the range, the page says so with
+        ``gap`` (as the WebSocket's gap frame does) and holds nothing below
+        it: unless the page starts with the task's first event
+        (``task.created``), none of its events may be missing."""
         await self.get(principal, session_id, task_id)
         rows = await self.events.page(after, limit + 1, task_id=task_id)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_after = rows[-1][0] if rows else after
+        # Read after the page: the bus raises the floor before the rows go,
+        # so a prune racing this read is seen here.
+        floor = self.bus.pruned_through
+        gap = ""
+        if floor > after:
+            rows = [r for r in rows if r[0] > floor]
+            if not rows or json.loads(rows[0][1])["event"] != "task.created":
+                gap = f',"gap":{{"after":{after},"first_seq":{floor + 1}}}'
+        next_after = rows[-1][0] if rows else max(after, floor)
         frames = ",".join(frame for _, frame in rows)
-        return f'{{"items":[{frames}],"next_after":{next_after},"has_more":{json.dumps(more)}}}'.encode()
+        return f'{{"items":[{frames}],"next_after":{next_after},"has_more":{json.dumps(more)}{gap}}}'.encode()

@@ -170,10 +170,6 @@ async def test_a_body_sent_too_slowly_is_dropped(daemon: DaemonProcess) -> None:
         writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #9 item 15: Tornado drops the connection on oversized headers instead of answering 431",
-)
 @pytest.mark.gen_test(timeout=30)
 async def test_oversized_headers_are_refused(daemon: DaemonProcess) -> None:
     """Headers over ``server.max_header_bytes`` get an answer, a 4xx
@@ -185,6 +181,6 @@ async def test_oversized_headers_are_refused(daemon: DaemonProcess) -> None:
     writer.close()
     assert raw, "the connection was closed without an answer"
     status, headers, body = parse_head(raw)
-    assert 400 <= status < 500, raw[:200]
+    assert status == 431, raw[:200]
     assert headers["content-type"].startswith("application/problem+json"), raw[:200]
     assert json.loads(body)["status"] == status
