@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import Api, WsClient, wait_status
 from tests.security.conftest import as_, secure_config, subscribe_ok, ws_as  # noqa: F401 (fixtures)
+from tests.server.test_lifecycle import task_events
 
 DELTAS = 6_000  # one character each: a stream long enough to overlap the hostile requests
 LONE = "\\ud800"  # a lone surrogate as the client spells it in JSON text
@@ -57,18 +58,6 @@ async def follow(ws: WsClient, task_id: str, frames: list[dict[str, Any]], strea
             streaming.set()
         if frame["event"] in ("task.completed", "task.failed", "task.cancelled"):
             return
-
-
-async def stored(api: Api, session_id: str, task_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        r = await api.get(f"/api/v1/sessions/{session_id}/tasks/{task_id}/events?after={after}&limit=1000")
-        assert r.status == 200, r.body
-        items += r.json["items"]
-        if not r.json["has_more"]:
-            return items
-        after = r.json["next_after"]
 
 
 async def hostile_round(bob: Api, bob_ws: WsClient, waiting: dict[str, Any], ask: dict[str, Any]) -> list[Any]:
@@ -127,7 +116,7 @@ async def test_one_tenants_lone_surrogates_cost_another_tenant_nothing(as_: Any,
     assert rounds_while_streaming >= 1, "the hostile requests never overlapped the stream"
 
     # Every event of alice's task is stored and was delivered live, in order.
-    events = await stored(alice, alice_session["id"], alice_task["id"])
+    events = await task_events(alice, alice_session["id"], alice_task["id"])
     assert [e["seq"] for e in live] == [e["seq"] for e in events]
     assert sum(1 for e in events if e["event"] == "message.delta") == DELTAS
     assert "".join(e["data"]["text"] for e in events if e["event"] == "message.delta") == "x" * DELTAS
