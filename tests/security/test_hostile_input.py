@@ -19,7 +19,7 @@ import pytest
 from roo_daemon.spec import Spec
 from roo_daemon.strictjson import MAX_DEPTH
 from tests.conftest import wait_status
-from tests.security.conftest import subscribe_ok
+from tests.security.conftest import TOKENS, open_raw, parse_head, read_all, subscribe_ok
 
 LONE = "\\ud800"  # as the client spells it in JSON text
 INT64_MAX = 2**63 - 1
@@ -231,3 +231,37 @@ async def test_a_ws_after_past_int64_is_an_error_frame(ws_as: Any, after: int) -
     assert reply["id"] == "s" and "maximum" in reply["data"]["detail"]
     await subscribe_ok(ws, "s2", after=INT64_MAX)
     await still_open(ws)
+
+
+@pytest.mark.parametrize(
+    ("path", "pointer"),
+    [
+        ("/api/v1/sessions/ses_%ED%A0%80", "/path/session_id"),
+        ("/api/v1/sessions/ses_%ED%A0%80/tasks/tsk_%FF", "/path/session_id"),
+        ("/api/v1/sessions?cursor=%ED%A0%80", "/query/cursor"),
+        ("/api/v1/sessions?cursor=%5Cud800", "/query/cursor"),
+    ],
+    ids=["path", "two-paths", "query", "query-escape"],
+)
+@pytest.mark.gen_test(timeout=15)
+async def test_a_surrogate_in_a_path_or_query_parameter_is_422(as_: Any, path: str, pointer: str) -> None:
+    """A surrogate's UTF-8 bytes (or any invalid UTF-8) in a parameter."""
+    r = await as_("alice").get(path)
+    assert r.status == 422, r.body
+    assert pointer in [e["pointer"] for e in r.json["errors"]], r.json
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_a_non_ascii_idempotency_key_is_422(as_: Any, base_url: str) -> None:
+    """Headers arrive as Latin-1, so no surrogate can be in one; bytes past
+    ASCII still never reach the store."""
+    reader, writer = await open_raw(base_url)
+    writer.write(
+        b"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        + f"Authorization: Bearer {TOKENS['alice']}\r\n".encode()
+        + b"Idempotency-Key: k\xed\xa0\x80\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    status, _, body = parse_head(await read_all(reader, 15))
+    writer.close()
+    assert status == 422, body
+    assert [e["pointer"] for e in json.loads(body)["errors"]] == ["/headers/Idempotency-Key"]
