@@ -1,7 +1,10 @@
 """The daemon's lifecycle: start, serve, and a graceful stop on SIGTERM/SIGINT.
 
-Stop order: ``/readyz`` turns 503; the listener closes; in-flight requests
-get up to ``server.shutdown_grace_seconds``; WebSockets close with 1001;
+Stop order: ``/readyz`` turns 503; the listener closes; requests arriving
+on open connections are answered 503 ``shutting-down`` with ``Connection:
+close`` (roo_daemon/drain.py); in-flight requests get up to
+``server.shutdown_grace_seconds`` to finish and be written; then the idle
+connections close and WebSockets close with 1001;
 running tasks stop and are stored ``interrupted``; the store is flushed and
 closed; exit 0. If the store could not be written (a full disk), the daemon
 still exits, with status 1: tasks whose final status was lost are marked
@@ -19,7 +22,6 @@ import socket
 import time
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
@@ -28,7 +30,7 @@ from roo_daemon.app import make_app
 from roo_daemon.auth import Authenticator
 from roo_daemon.config import SCHEMA, Config, ConfigError, load_config
 from roo_daemon.context import AppContext, open_context
-from roo_daemon.http1 import ProblemHTTPServer
+from roo_daemon.drain import DrainingHTTPServer
 from roo_daemon.logs import set_level
 from roo_daemon.looplag import LoopLagMonitor
 from roo_daemon.sdnotify import Notifier
@@ -76,7 +78,7 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.ctx: AppContext | None = None
-        self.http: HTTPServer | None = None
+        self.http: DrainingHTTPServer | None = None
         self.port: int | None = None
         self._sockets: list[socket.socket] = []
         self._stopping: asyncio.Task | None = None
@@ -104,7 +106,7 @@ class Daemon:
         server_cfg = self.cfg["server"]
         # Tornado's own cap is a backstop well above ours: the handlers answer
         # 413 themselves, before reading, for anything over max_body_bytes.
-        self.http = ProblemHTTPServer(
+        self.http = DrainingHTTPServer(
             make_app(ctx),
             max_body_size=server_cfg["max_body_bytes"] * 4,
             max_header_size=server_cfg["max_header_bytes"],
@@ -252,11 +254,11 @@ class Daemon:
             if timer:
                 timer.stop()
         self.http.stop()  # closes the listening sockets: no new connections
-        deadline = time.monotonic() + self.cfg["server"]["shutdown_grace_seconds"]
-        while ctx.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if ctx.inflight:
-            log.warning("%d requests still in flight after the grace period", len(ctx.inflight))
+        self.http.start_drain()  # and no new requests on the open ones
+        if not await self.http.drained(self.cfg["server"]["shutdown_grace_seconds"]):
+            log.warning("%d requests still in flight after the grace period", self.http.in_flight)
+        if self.http.refused:
+            log.info("answered 503 to %d requests that arrived during the drain", self.http.refused)
         for ws in list(ctx.websockets):
             ws.close(1001, "server shutting down")
         await self.http.close_all_connections()
