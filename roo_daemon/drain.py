@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tornado import httputil
 
+from roo_daemon.accept import Acceptor
 from roo_daemon.api.base import new_request_id
 from roo_daemon.http1 import ProblemHTTPServer
 from roo_daemon.problems import PROBLEM_CONTENT_TYPE, Problem
@@ -38,7 +41,8 @@ DRAIN_RETRY_AFTER_SECONDS = 1
 class DrainingHTTPServer(ProblemHTTPServer):
     """The HTTP server (with problem+json for Tornado's own errors, see
     roo_daemon/http1.py) that can refuse new requests on open connections
-    and tell when none is in flight."""
+    and tell when none is in flight; its accept loop backs off when the
+    process is out of descriptors (roo_daemon/accept.py)."""
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
@@ -47,6 +51,18 @@ class DrainingHTTPServer(ProblemHTTPServer):
         self._busy: dict[Any, httputil.HTTPConnection] = {}  # connection -> the request in flight on it
         self._idle = asyncio.Event()
         self._idle.set()
+        self.on_accept_error: Callable[[str], None] | None = None  # for the metric
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        """As Tornado's, with :class:`Acceptor` instead of its accept handler
+        (``stop()`` calls what ``_handlers`` holds to stop accepting)."""
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = Acceptor(sock, self._handle_connection, self._accept_error).remove
+
+    def _accept_error(self, reason: str) -> None:
+        if self.on_accept_error is not None:
+            self.on_accept_error(reason)
 
     @property
     def in_flight(self) -> int:

@@ -121,6 +121,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.accept_errors = Counter(
+            "accept_errors_total",
+            "Connections that could not be accepted for lack of a resource (reason: emfile, enfile, enobufs,"
+            " enomem); the daemon pauses accepting, and the clients wait in the backlog.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("emfile", "enfile", "enobufs", "enomem"):
+            self.accept_errors.labels(reason)
         self.store_writable = Gauge(
             "store_writable",
             "1 while the store takes writes; 0 after a write failed for the storage (full disk, I/O error).",

@@ -121,6 +121,7 @@ class Daemon:
         else:
             self._sockets = bind_sockets(server_cfg["port"], server_cfg["host"])
             where = f"{server_cfg['host']}:{self._sockets[0].getsockname()[1]}"
+        self.http.on_accept_error = lambda reason: ctx.metrics.accept_errors.labels(reason).inc()
         self.http.add_sockets(self._sockets)
         self.port = tcp_port(self._sockets)
         loop = asyncio.get_running_loop()
