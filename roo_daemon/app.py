@@ -23,7 +23,13 @@ from roo_daemon.api.meta import (
 from roo_daemon.context import AppContext
 from roo_daemon.logs import access_logger
 from roo_daemon.sessions.handlers import SessionHandler, SessionsHandler
-from roo_daemon.tasks.handlers import TaskEventsHandler, TaskHandler, TaskResponsesHandler, TasksHandler
+from roo_daemon.tasks.handlers import (
+    TaskEventsHandler,
+    TaskHandler,
+    TaskMessagesHandler,
+    TaskResponsesHandler,
+    TasksHandler,
+)
 from roo_daemon.ws.handlers import EventSocket
 
 ROUTES: list[tuple[str, type]] = [
@@ -41,6 +47,7 @@ ROUTES: list[tuple[str, type]] = [
     ("/api/v1/sessions/{session_id}/tasks/{task_id}", TaskHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/responses", TaskResponsesHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/events", TaskEventsHandler),
+    ("/api/v1/sessions/{session_id}/tasks/{task_id}/messages", TaskMessagesHandler),
 ]
 
 

@@ -57,7 +57,15 @@ def _config(args: argparse.Namespace) -> dict:
         "store.data_dir": getattr(args, "data_dir", None),
     }
     cfg = load_config(args.config, overrides=overrides)
-    prepare_data_dir(cfg)
+    data_dir = prepare_data_dir(cfg)
+    if args.command == "serve":
+        from roo_daemon.context import DB_FILE
+        from roo_daemon.store.schema import StoreVersionError, check_data_dir
+
+        try:
+            check_data_dir(data_dir / DB_FILE)  # a newer release's store: refused before anything runs
+        except StoreVersionError as e:
+            raise ConfigError("store.data_dir", str(e)) from None
     return cfg
 
 

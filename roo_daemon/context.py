@@ -23,6 +23,7 @@ from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStor
 from roo_daemon.store.database import storage_error
 from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
+from roo_daemon.tasks.recovery import recover
 from roo_daemon.tasks.runner import TaskRunner
 from roo_daemon.ws.handlers import FrameValidator
 
@@ -133,6 +134,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         config_modes=engine_cfg["custom_modes"],
         custom_instructions=engine_cfg["custom_instructions"],
         delta_window=engine_cfg["delta_coalesce_ms"] / 1000,
+        condense_threshold_percent=engine_cfg["condense_threshold_percent"],
     )
     task_store = TaskStore(db)
     tools = cfg["tools"]
@@ -183,5 +185,5 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         trusted_proxies=parse_networks(cfg["server"]["trusted_proxies"]),
         providers=providers,
     )
-    ctx.recovered = await runner.recover(sessions.sessions)
+    ctx.recovered = await recover(runner, sessions.sessions, engine_cfg["resume_interrupted"])
     return ctx

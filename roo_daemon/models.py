@@ -57,6 +57,7 @@ class Session:
     auto_approve: dict[str, Any] = field(default_factory=lambda: dict(AUTO_APPROVE_DEFAULTS))
     metadata: dict[str, str] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=lambda: dict(SANDBOX_DEFAULTS))
+    ask_timeouts: dict[str, int] = field(default_factory=dict)  # ask kind -> seconds; none: asks wait forever
 
     def to_resource(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict (a deep copy, and the single
@@ -104,6 +105,11 @@ class Task:
     usage: dict[str, Any] = field(default_factory=empty_usage)
     parent_task_id: str | None = None
     child_task_ids: list[str] = field(default_factory=list)
+    ask_timeouts: dict[str, int] = field(default_factory=dict)  # over the session's, per ask kind
+    # The engine's loop state (request and mistake counts, a durable answer
+    # not yet acted on, why the next start resumes): stored with the task so
+    # any start of the daemon can pick the task up; not part of the resource.
+    state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_live(self) -> bool:
@@ -121,4 +127,4 @@ class Task:
 
 
 _SESSION_FIELDS = tuple(f.name for f in fields(Session) if f.name != "owner")
-_TASK_FIELDS = tuple(f.name for f in fields(Task))
+_TASK_FIELDS = tuple(f.name for f in fields(Task) if f.name != "state")

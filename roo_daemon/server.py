@@ -142,7 +142,7 @@ class Daemon:
         for name, provider in ctx.sessions.providers.items():
             if provider.kind == "scripted":
                 log.info("provider %r is scripted: an offline, deterministic script, not a real model", name)
-        if ctx.recovered.get("interrupted") or ctx.recovered.get("requeued"):
+        if any(ctx.recovered.values()):
             log.info("recovered tasks from the last run", extra=ctx.recovered)
         log.info(
             "roo-daemon %s listening on %s (ready in %.0f ms)",

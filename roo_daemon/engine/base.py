@@ -9,9 +9,13 @@ engine implements the loop (``roo_daemon.engine.loop.AgentLoop``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from roo_daemon.models import Session, Task
+
+if TYPE_CHECKING:
+    from roo_daemon.engine.conversation import Conversation
+    from roo_daemon.store.conversation import Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,24 @@ class TaskContext(Protocol):
 
     async def emit(self, name: str, data: dict[str, Any]) -> None:
         """Append an event and wait until it is durable."""
+
+    async def load_conversation(self) -> Conversation:
+        """The task's stored conversation, as the next request would send it."""
+
+    def record(
+        self,
+        rows: list[Row],
+        event: tuple[str, dict[str, Any]] | None = None,
+        *,
+        consumed: list[int] | None = None,
+        state: bool = False,
+    ) -> None:
+        """Store new conversation rows, in one transaction with ``event``,
+        the removal of the inbox messages ``consumed`` and (``state``) the
+        task with its loop state. Not awaited, like ``publish``."""
+
+    async def inbox(self) -> list[tuple[int, dict[str, Any]]]:
+        """Messages the client sent for the task's next turn: ``(seq, {text, images})``."""
 
     async def ask(self, kind: str, **payload: Any) -> Answer:
         """Put the task in ``waiting`` with a pending ask; resume on the answer."""

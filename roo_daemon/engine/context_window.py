@@ -1,51 +1,53 @@
-"""Keeping the conversation inside the model's context window.
+"""The arithmetic of the model's context window, as Roo-Code's context
+management (src/core/context-management) does it: the next request must fit
+in the window less a 10 % buffer and the tokens reserved for the answer
+(the profile's ``max_tokens``, else Roo's 8,192, at most a fifth of the
+window); condensing starts at ``engine.condense_threshold_percent`` of the
+window; truncation hides the older half of the conversation after the
+first message.
 
-As Roo-Code's sliding window (src/core/sliding-window): the tokens of the
-last request (input + output, from the provider's usage) estimate the next
-request's size; when that passes the window less a 10 % buffer and the
-reserved output tokens, the oldest half of the conversation after the first
-user message is dropped. We drop whole turns (an assistant message with its
-tool results), so no tool result is ever left without its call.
+We cut whole turns (an assistant message with the results of its calls), so
+no tool result is ever left without its call, and the part kept always
+starts with an assistant message.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 TOKEN_BUFFER_FRACTION = 0.1
-DEFAULT_RESERVED_FRACTION = 0.2
+DEFAULT_MAX_TOKENS = 8192  # Roo's ANTHROPIC_DEFAULT_MAX_TOKENS
+MAX_RESERVED_FRACTION = 0.2  # Roo clamps a model's max output tokens to 20 % of its window
+
+
+def reserved_tokens(context_window: int, max_tokens: int | None) -> int:
+    return min(max_tokens or DEFAULT_MAX_TOKENS, math.ceil(context_window * MAX_RESERVED_FRACTION))
 
 
 def allowed_tokens(context_window: int, max_tokens: int | None) -> int:
-    reserved = max_tokens if max_tokens else int(context_window * DEFAULT_RESERVED_FRACTION)
-    return int(context_window * (1 - TOKEN_BUFFER_FRACTION)) - reserved
+    return int(context_window * (1 - TOKEN_BUFFER_FRACTION)) - reserved_tokens(context_window, max_tokens)
 
 
-def _turns(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Messages after the first, grouped: each group starts at an assistant message."""
-    groups: list[list[dict[str, Any]]] = []
-    for m in messages[1:]:
-        if m["role"] == "assistant" or not groups:
-            groups.append([m])
-        else:
-            groups[-1].append(m)
-    return groups
+def turn_starts(messages: list[dict[str, Any]]) -> list[int]:
+    """Indexes (after the first message) where a turn starts: each assistant message."""
+    return [i for i in range(1, len(messages)) if messages[i]["role"] == "assistant"]
 
 
-def truncate(messages: list[dict[str, Any]], fraction: float = 0.5) -> tuple[list[dict[str, Any]], int]:
-    """Drop the oldest ``fraction`` of turns after the first message. Returns
-    the new list and how many messages were removed."""
-    turns = _turns(messages)
-    drop = int(len(turns) * fraction)
-    if drop == 0 and len(turns) > 1:
-        drop = 1
-    if drop == 0:
-        return messages, 0
-    kept = [messages[0]] + [m for t in turns[drop:] for m in t]
-    # A conversation must not continue with a dangling user turn right after
-    # the first user message: providers want user/assistant alternation.
-    return kept, len(messages) - len(kept)
+def truncation_point(messages: list[dict[str, Any]], fraction: float = 0.5) -> int:
+    """Where the kept part starts when the oldest ``fraction`` of the turns
+    after the first message is hidden: an index into ``messages``, or 0 when
+    there is nothing to hide (fewer than two turns)."""
+    starts = turn_starts(messages)
+    if len(starts) < 2:
+        return 0
+    drop = max(1, int(len(starts) * fraction))
+    return starts[min(drop, len(starts) - 1)]
 
 
-def needs_truncation(last_tokens: int, context_window: int | None, max_tokens: int | None) -> bool:
-    return bool(context_window) and last_tokens > allowed_tokens(context_window, max_tokens)  # type: ignore[arg-type]
+def keep_point(messages: list[dict[str, Any]], keep_messages: int) -> int:
+    """Where the kept part starts when at least the last ``keep_messages``
+    messages stay, as whole turns; 0 if that leaves nothing before it to replace."""
+    starts = [i for i in turn_starts(messages) if len(messages) - i >= keep_messages]
+    point = starts[-1] if starts else 0
+    return point if point > 1 else 0

@@ -7,7 +7,14 @@ reminder; consecutive mistakes (bad calls, refused tools, failed edits, no
 tool use) up to ``consecutive_mistake_limit`` make the task wait for
 guidance (ask kind ``mistake_limit``); a rejected call skips the rest of its
 message; ``max_requests`` and ``max_cost_usd`` make it wait (kind
-``limit_reached``); the conversation is cut to fit the model's window.
+``limit_reached``); messages the client sent while the task worked are given
+at the next turn; the conversation is condensed (or cut) to fit the model's
+window (``condense.py``).
+
+The conversation and the loop's counters are durable (``conversation.py``,
+``task.state``), so the loop can start from any stored point: a new task, a
+task continued by the client, one resumed after the daemon stopped, or one
+whose ask was answered while no loop was waiting for it (``resume.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import asyncio
 from dataclasses import asdict
 from typing import Any
 
-from roo_daemon.engine import context_window
 from roo_daemon.engine.base import TaskContext, TaskFailure
 from roo_daemon.engine.coalesce import DEFAULT_WINDOW_SECONDS, DeltaCoalescer
+from roo_daemon.engine.condense import MAX_CONTEXT_WINDOW_RETRIES, ContextManager
+from roo_daemon.engine.conversation import Conversation
 from roo_daemon.engine.modes import Mode, ModeError, available_modes
 from roo_daemon.engine.prompts import environment_details, system_prompt
 from roo_daemon.engine.providers.base import (
@@ -30,7 +38,8 @@ from roo_daemon.engine.providers.base import (
     ToolCall,
     Usage,
 )
-from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry
+from roo_daemon.engine.resume import interrupted_results, resumption, steering
+from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event
 
 # Roo-Code's reminder after a turn without a tool call (formatResponse.noToolsUsed).
 NO_TOOLS_USED = (
@@ -56,6 +65,7 @@ class AgentLoop:
         config_modes: list[dict[str, Any]] | None = None,
         custom_instructions: str = "",
         delta_window: float = DEFAULT_WINDOW_SECONDS,
+        condense_threshold_percent: float = 80,
     ) -> None:
         self.providers = providers
         self.tools = tools
@@ -64,83 +74,164 @@ class AgentLoop:
         self.config_modes = config_modes or []
         self.custom_instructions = custom_instructions
         self.delta_window = delta_window
+        self.context = ContextManager(condense_threshold_percent)
 
     async def run(self, ctx: TaskContext) -> str:
         provider = self.providers.get(ctx.task.provider)
         if provider is None:
             raise TaskFailure("provider_unknown", f"no provider profile named {ctx.task.provider!r}")
-        workspace = ctx.session.workspace
         try:
-            ctx.modes = await asyncio.to_thread(available_modes, self.config_modes, workspace)
+            ctx.modes = await asyncio.to_thread(available_modes, self.config_modes, ctx.session.workspace)
         except ModeError as e:
             raise TaskFailure("bad_modes", str(e)) from None
-        mode = self._mode(ctx)
-        details = await asyncio.to_thread(environment_details, mode, workspace, True)
-        first: dict[str, Any] = {"role": "user", "content": f"<task>\n{ctx.task.prompt}\n</task>\n\n{details}"}
+        state = ctx.task.state
+        limits = ctx.task.limits
+        state.setdefault("requests", 0)
+        state.setdefault("mistakes", 0)
+        state.setdefault("max_requests", limits.get("max_requests"))
+        state.setdefault("max_cost_usd", limits.get("max_cost_usd"))
+        conv = await ctx.load_conversation()
+        if conv.empty:  # a new task (or one from a release that stored no conversation: it starts over)
+            state.pop("answer", None)
+            state.pop("resume", None)
+            await self._first_message(ctx, conv)
+        else:
+            result = await self._resume(ctx, conv)
+            if result is not None:
+                return result
+        return await self._loop(ctx, provider, conv)
+
+    async def _first_message(self, ctx: TaskContext, conv: Conversation) -> None:
+        details = await asyncio.to_thread(environment_details, self._mode(ctx), ctx.session.workspace, True)
+        first: dict[str, Any] = {
+            "role": "user",
+            "content": f"<task>\n{ctx.task.prompt}\n</task>\n\n{details}",
+            "source": "user",
+        }
         if ctx.images:
             first["images"] = ctx.images
-        messages: list[dict[str, Any]] = [first]
-        limits = ctx.task.limits
-        max_requests, max_cost = limits.get("max_requests"), limits.get("max_cost_usd")
-        requests = mistakes = last_tokens = 0
+        ctx.record([conv.add(first)])
+
+    async def _resume(self, ctx: TaskContext, conv: Conversation) -> str | None:
+        """Pick the stored conversation up where it stopped. An answer to the
+        ask a call was waiting on (given while no loop waited for it) lets that
+        call and the ones after it run; otherwise the calls left open get
+        Roo's "interrupted" result and the model gets the resumption note,
+        with the messages the client sent to continue the task."""
+        state = ctx.task.state
+        reason = state.pop("resume", None)
+        calls = conv.open_calls()
+        answer = state.get("answer")
+        if answer is not None and answer.get("call_id") in ({c["id"] for c in calls} if calls else {None}):
+            return await self._run_calls(ctx, conv, [ToolCall(c["id"], c["name"], c["args"]) for c in calls])
+        state.pop("answer", None)  # an answer to nothing still open: the resumption note instead
+        inbox = await ctx.inbox()
+        if reason is None and not calls and not inbox:
+            return None  # stopped at a turn boundary with nothing to add (a queued task restarted)
+        rows = [conv.add(m) for m in interrupted_results(calls)]
+        rows.append(conv.add(resumption(conv.last_ts, [doc for _, doc in inbox])))
+        ctx.record(rows, consumed=[seq for seq, _ in inbox], state=True)
+        return None
+
+    async def _loop(self, ctx: TaskContext, provider: Provider, conv: Conversation) -> str:
+        state = ctx.task.state
         prompt_mode: str | None = None
         system = ""
         while True:
-            if max_requests is not None and requests >= max_requests:
-                await self._limit(ctx, f"The task has made {requests} requests (limit {max_requests}).")
-                max_requests += limits["max_requests"]
-            if max_cost is not None and ctx.task.usage["cost_usd"] >= max_cost:
-                await self._limit(ctx, f"The task has cost ${ctx.task.usage['cost_usd']:.4f} (limit ${max_cost}).")
-                max_cost += limits["max_cost_usd"]
+            await self._boundary_asks(ctx, conv)
+            inbox = await ctx.inbox()
+            if inbox:
+                ctx.record([conv.add(steering([doc for _, doc in inbox]))], consumed=[seq for seq, _ in inbox])
             mode = self._mode(ctx)
             if mode.slug != prompt_mode:  # first turn, or after switch_mode
-                system = await asyncio.to_thread(system_prompt, mode, ctx.modes, workspace, self.custom_instructions)
-                prompt_mode = mode.slug
-            window = getattr(provider, "context_window", None)
-            if context_window.needs_truncation(last_tokens, window, getattr(provider, "max_tokens", None)):
-                messages, removed = context_window.truncate(messages)
-                if removed:
-                    ctx.publish(
-                        "context.truncated",
-                        {"removed_messages": removed, "context_tokens": last_tokens, "context_window": window},
-                    )
-            request = ProviderRequest(system, messages, self.tools.specs(mode), turn=requests)
-            requests += 1
-            text, calls, usage = await self._turn(ctx, provider, request)
-            if usage is not None:
-                last_tokens = usage.tokens_in + usage.tokens_out + usage.cache_reads + usage.cache_writes
-            messages.append({"role": "assistant", "content": text, "tool_calls": [asdict(c) for c in calls]})
-            if not calls:
-                mistakes += 1
-                messages.append({"role": "user", "content": NO_TOOLS_USED})
-            denied = False
-            for call in calls:
-                if denied:
-                    outcome = await self.tools.skip(ctx, call, SKIPPED.format(call.name))
-                else:
-                    outcome = await self.tools.execute(ctx, call, self._mode(ctx))
-                    self._count(call.name, outcome)
-                if outcome.completed:
-                    return outcome.content
-                denied = denied or outcome.denied
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": call.id,
-                        "name": call.name,
-                        "content": outcome.content,
-                        "is_error": outcome.is_error,
-                    }
+                system = await asyncio.to_thread(
+                    system_prompt, mode, ctx.modes, ctx.session.workspace, self.custom_instructions
                 )
-                if outcome.mistake:
-                    mistakes += 1
-                elif not outcome.is_error:
-                    mistakes = 0
-            if mistakes >= self.mistake_limit:
-                guidance = await self._mistake_limit(ctx, mistakes)
-                mistakes = 0
-                if guidance:
-                    messages.append({"role": "user", "content": f"<user_message>\n{guidance}\n</user_message>"})
+                prompt_mode = mode.slug
+            tools = self.tools.specs(mode)
+            await self.context.fit(ctx, provider, conv, system, tools)
+            text, calls, usage = await self._request(ctx, provider, conv, system, tools)
+            message = {
+                "role": "assistant",
+                "content": text,
+                "tool_calls": [asdict(c) for c in calls],
+                "source": "model",
+            }
+            row = conv.add(message)
+            self.context.after_turn(conv, usage)
+            event = ("message", {"role": "assistant", "text": text, "provider_kind": provider.kind}) if text else None
+            ctx.record([row], event, state=True)
+            if not calls:
+                state["mistakes"] += 1
+                ctx.record([conv.add({"role": "user", "content": NO_TOOLS_USED, "source": "engine"})])
+                continue
+            result = await self._run_calls(ctx, conv, calls)
+            if result is not None:
+                return result
+
+    async def _request(
+        self, ctx: TaskContext, provider: Provider, conv: Conversation, system: str, tools: list[dict[str, Any]]
+    ) -> tuple[str, list[ToolCall], Usage | None]:
+        """One model turn. A provider error saying the context is too long
+        forces a condense (or a cut) and a retry, up to Roo's three times."""
+        turn = ctx.task.state["requests"]
+        ctx.task.state["requests"] = turn + 1
+        for attempt in range(MAX_CONTEXT_WINDOW_RETRIES + 1):
+            request = ProviderRequest(system, conv.messages, tools, turn=turn)
+            try:
+                return await self._turn(ctx, provider, request)
+            except ProviderError as e:
+                if not getattr(e, "context_exceeded", False) or attempt == MAX_CONTEXT_WINDOW_RETRIES:
+                    raise TaskFailure("provider_error", str(e)) from None
+                await self.context.fit(ctx, provider, conv, system, tools, forced=True)
+        raise AssertionError("unreachable")
+
+    async def _boundary_asks(self, ctx: TaskContext, conv: Conversation) -> None:
+        """Between turns: the mistake limit, then the request and cost limits."""
+        state, limits = ctx.task.state, ctx.task.limits
+        if state["mistakes"] >= self.mistake_limit:
+            guidance = await self._mistake_limit(ctx, state["mistakes"])
+            state["mistakes"] = 0
+            if guidance:
+                message = {"role": "user", "content": f"<user_message>\n{guidance}\n</user_message>", "source": "user"}
+                ctx.record([conv.add(message)], state=True)
+        max_requests, max_cost = state["max_requests"], state["max_cost_usd"]
+        if max_requests is not None and state["requests"] >= max_requests:
+            await self._limit(ctx, f"The task has made {state['requests']} requests (limit {max_requests}).")
+            state["max_requests"] = max_requests + (limits.get("max_requests") or max_requests)
+        cost = ctx.task.usage["cost_usd"]
+        if max_cost is not None and cost >= max_cost:
+            await self._limit(ctx, f"The task has cost ${cost:.4f} (limit ${max_cost}).")
+            state["max_cost_usd"] = max_cost + (limits.get("max_cost_usd") or max_cost)
+
+    async def _run_calls(self, ctx: TaskContext, conv: Conversation, calls: list[ToolCall]) -> str | None:
+        """Run a message's calls in order, each result stored with its
+        ``tool.result`` event; the completion's result ends the task."""
+        state = ctx.task.state
+        denied = False
+        for call in calls:
+            if denied:
+                outcome = await self.tools.skip(ctx, call, SKIPPED.format(call.name))
+            else:
+                outcome = await self.tools.execute(ctx, call, self._mode(ctx))
+                self._count(call.name, outcome)
+            if outcome.completed:
+                return outcome.content
+            denied = denied or outcome.denied
+            message = {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "name": call.name,
+                "content": outcome.content,
+                "is_error": outcome.is_error,
+                "source": "tool",
+            }
+            ctx.record([conv.add(message)], ("tool.result", result_event(call, outcome)))
+            if outcome.mistake:
+                state["mistakes"] += 1
+            elif not outcome.is_error:
+                state["mistakes"] = 0
+        return None
 
     def _mode(self, ctx: TaskContext) -> Mode:
         mode = ctx.modes.get(ctx.task.mode)
@@ -172,6 +263,8 @@ class AgentLoop:
     async def _turn(
         self, ctx: TaskContext, provider: Provider, request: ProviderRequest
     ) -> tuple[str, list[ToolCall], Usage | None]:
+        """Stream one answer. Nothing of it is stored until it is whole: a
+        stream that breaks for good leaves the conversation as it was."""
         parts: list[str] = []
         calls: list[ToolCall] = []
         usage: Usage | None = None
@@ -195,14 +288,8 @@ class AgentLoop:
                     parts.clear()
                     calls.clear()
                     ctx.publish("message.reset", {"reason": chunk.reason})
-        except ProviderError as e:
-            deltas.discard()
-            raise TaskFailure("provider_error", str(e)) from None
         except BaseException:
             deltas.discard()
             raise
         deltas.flush()
-        text = "".join(parts)
-        if text:
-            ctx.publish("message", {"role": "assistant", "text": text, "provider_kind": provider.kind})
-        return text, calls, usage
+        return "".join(parts), calls, usage

@@ -78,31 +78,32 @@ class EventBus:
         task_id: str | None = None,
         owner: str | None = None,
         write: WriteFn | None = None,
+        also: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> asyncio.Future:
-        """Append an event (and ``write``, in the same transaction). Returns
-        the store's future; callers that must not answer before the event is
-        durable await it (see :meth:`append`), streaming callers need not.
-        Raises :class:`UnstorableEvent`, taking no seq, if the event cannot
-        be encoded."""
-        seq = self.last_seq + 1
+        """Append an event (and ``write``, and the events ``also``, all in the
+        same transaction: if ``write`` fails, none of them is stored or sent).
+        Returns the store's future; callers that must not answer before the
+        event is durable await it (see :meth:`append`), streaming callers need
+        not. Raises :class:`UnstorableEvent`, taking no seq, if an event
+        cannot be encoded."""
         ts = time.time()
-        try:
-            frame = _dumps(
-                {
-                    "seq": seq,
-                    "event": name,
-                    "session_id": session_id,
-                    "task_id": task_id,
-                    "ts": iso(ts),
-                    "data": data,
-                }
-            )
-            payload = frame.encode()
-        except (ValueError, TypeError) as e:  # UnicodeEncodeError is a ValueError
-            raise UnstorableEvent(f"event {name} cannot be stored: {e}") from None
-        self.last_seq = seq
-        event = Event(seq, name, session_id, task_id, owner, frame, payload)
-        row = (seq, name, session_id, task_id, owner, ts, frame)
+        event, row = self._encode(self.last_seq + 1, name, data, session_id, task_id, owner, ts)
+        if also:
+            encoded = [(event, row)] + [
+                self._encode(self.last_seq + 2 + i, n, d, session_id, task_id, owner, ts)
+                for i, (n, d) in enumerate(also)
+            ]
+            self.last_seq += len(encoded)
+            events = [e for e, _ in encoded]
+
+            def fan_out_all() -> None:
+                for e in events:
+                    self._fan_out(e)
+
+            fut = self.db.write(chain(write, EventStore.insert([r for _, r in encoded])), after=fan_out_all)
+            fut.add_done_callback(_log_failure)
+            return fut
+        self.last_seq += 1
         if write is None:
             # The common case (streamed text, tool events): rows share one
             # statement per commit (each fails alone; the store logs it).
@@ -110,6 +111,34 @@ class EventBus:
         fut = self.db.write(chain(write, EventStore.insert([row])), after=lambda: self._fan_out(event))
         fut.add_done_callback(_log_failure)
         return fut
+
+    @staticmethod
+    def _encode(
+        seq: int,
+        name: str,
+        data: dict[str, Any],
+        session_id: str | None,
+        task_id: str | None,
+        owner: str | None,
+        ts: float,
+    ) -> tuple[Event, tuple]:
+        """The event and its store row, encoded once (the frame and its UTF-8 bytes)."""
+        try:
+            frame = _dumps(
+                {"seq": seq, "event": name, "session_id": session_id, "task_id": task_id, "ts": iso(ts), "data": data}
+            )
+            payload = frame.encode()
+        except (ValueError, TypeError) as e:  # UnicodeEncodeError is a ValueError
+            raise UnstorableEvent(f"event {name} cannot be stored: {e}") from None
+        return Event(seq, name, session_id, task_id, owner, frame, payload), (
+            seq,
+            name,
+            session_id,
+            task_id,
+            owner,
+            ts,
+            frame,
+        )
 
     async def append(self, name: str, data: dict[str, Any], **kw: Any) -> None:
         """Publish and wait until the event (and its ``write``) is committed."""

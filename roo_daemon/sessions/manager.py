@@ -157,6 +157,7 @@ class SessionManager:
             auto_approve={**AUTO_APPROVE_DEFAULTS, **body.get("auto_approve", {})},
             metadata=body.get("metadata", {}),
             sandbox={**SANDBOX_DEFAULTS, **body.get("sandbox", {})},
+            ask_timeouts=dict(body.get("ask_timeouts", {})),
             created_at=now_iso(),
             owner=principal.name,
         )

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from roo_daemon.problems import StorageUnavailable
+from roo_daemon.store.schema import migrate
 
 log = logging.getLogger("roo_daemon.store")
 T = TypeVar("T")
@@ -251,7 +252,7 @@ class Database:
     def _open_writer(self) -> sqlite3.Connection:
         conn = _connect(self.path, self.synchronous)
         try:
-            conn.executescript(SCHEMA)
+            migrate(conn, SCHEMA, str(self.path.parent))  # refuses a newer release's store
             # One write: an existing store on a full disk fails here, at start, not on the first request.
             conn.execute("BEGIN IMMEDIATE")
             try:

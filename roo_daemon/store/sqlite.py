@@ -9,9 +9,14 @@ import sqlite3
 from typing import Any
 
 from roo_daemon.models import Session, Task
+from roo_daemon.store.conversation import delete_task_rows
 from roo_daemon.store.database import Database, WriteFn
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class StaleWrite(Exception):
+    """A conditional write found its row changed by someone else first."""
 
 
 def chain(*fns: WriteFn | None) -> WriteFn:
@@ -68,6 +73,7 @@ class SessionStore:
     def delete(session_id: str) -> WriteFn:
         def run(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+            delete_task_rows(c, session_id)
             c.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
             c.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
@@ -101,6 +107,26 @@ class TaskStore:
         doc = _dumps(task.to_doc())
         return lambda c: c.execute("UPDATE tasks SET status = ?, doc = ? WHERE id = ?", (task.status, doc, task.id))
 
+    @staticmethod
+    def update_if(task: Task, status_was: str, ask_id: str | None = None) -> WriteFn:
+        """Update only if the stored task still has status ``status_was`` (and
+        pending ask ``ask_id``): a compare-and-set, so of two writers racing
+        on one task (a continuation, an answer, an expiry, another daemon on
+        the same store) exactly one wins; the other's write raises StaleWrite
+        and rolls back with everything chained to it."""
+        doc = _dumps(task.to_doc())
+
+        def run(c: sqlite3.Connection) -> None:
+            sql = "UPDATE tasks SET status = ?, doc = ? WHERE id = ? AND status = ?"
+            args: list[Any] = [task.status, doc, task.id, status_was]
+            if ask_id is not None:
+                sql += " AND json_extract(doc, '$.pending_ask.id') = ?"
+                args.append(ask_id)
+            if c.execute(sql, args).rowcount != 1:
+                raise StaleWrite(f"task {task.id} is no longer {status_was}")
+
+        return run
+
     async def get(self, session_id: str, task_id: str) -> Task | None:
         row = await self.db.read(
             lambda c: c.execute(
@@ -118,6 +144,16 @@ class TaskStore:
     ) -> tuple[list[Task], int | None]:
         docs, last = await _newest_first(self.db, "tasks", {"session_id": session_id, "status": status}, after_n, limit)
         return [Task.from_doc(d) for d in docs], last
+
+    async def resume_pending(self) -> list[Task]:
+        """Tasks the daemon interrupted as it stopped, to resume at start."""
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT doc FROM tasks WHERE status = 'interrupted' "
+                "AND json_extract(doc, '$.state.resume_pending') = 1 ORDER BY n"
+            ).fetchall()
+        )
+        return [Task.from_doc(json.loads(r[0])) for r in rows]
 
     async def with_status(self, statuses: tuple[str, ...]) -> list[Task]:
         marks = ",".join("?" * len(statuses))

@@ -56,3 +56,19 @@ class TaskEventsHandler(ApiHandler):
             self.principal, session_id, task_id, self.params["after"], self.params["limit"]
         )
         self.send_json(page)
+
+
+class TaskMessagesHandler(ApiHandler):
+    operations = {"GET": "listTaskMessages", "POST": "postTaskMessage"}
+
+    async def get(self, session_id: str, task_id: str) -> None:
+        page = await self.ctx.tasks.message_page(
+            self.principal, session_id, task_id, self.params["after"], self.params["limit"]
+        )
+        self.send_json(page)
+
+    async def post(self, session_id: str, task_id: str) -> None:
+        task, replayed = await self.ctx.tasks.post_message(
+            self.principal, session_id, task_id, self.json_body(), self.params.get("Idempotency-Key")
+        )
+        self.send_json(task.to_resource(), 202, replay_headers(replayed))

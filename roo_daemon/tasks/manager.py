@@ -4,18 +4,21 @@ finished ones from the store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import Counter
 from typing import Any
 
 from roo_daemon.auth import Principal
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
-from roo_daemon.models import Task, new_id, now_iso
+from roo_daemon.models import Task, iso, new_id, now_iso
 from roo_daemon.pagination import decode_cursor, encode_cursor
-from roo_daemon.problems import Problem, not_found
+from roo_daemon.problems import Problem, not_found, validation_problem
 from roo_daemon.sessions.manager import SessionManager
-from roo_daemon.store import EventStore, TaskStore
+from roo_daemon.store import EventStore, InboxStore, Row, TaskStore
+from roo_daemon.store.conversation import hidden
 from roo_daemon.store.sqlite import chain
 from roo_daemon.tasks.runner import TaskRunner
 
@@ -41,6 +44,7 @@ class TaskManager:
         self.default_limits = default_limits
         self.caps = caps or {"max_live_tasks_per_principal": 100}
         self._creating: Counter[str] = Counter()  # tasks being created, per principal
+        self._locks: dict[str, asyncio.Lock] = {}  # per task: one message is decided at a time
 
     def update_limits(self, caps: dict[str, Any]) -> None:
         """New caps (a SIGHUP reload), checked from the next create on. Live
@@ -78,6 +82,7 @@ class TaskManager:
                 created_at=now_iso(),
                 image_count=len(images),
                 limits={"max_requests": limits.get("max_requests"), "max_cost_usd": limits.get("max_cost_usd")},
+                ask_timeouts=dict(body.get("ask_timeouts", {})),
             )
             write = chain(TaskStore.insert(task, {"images": images}), record(task.id) if record else None)
             await self.bus.append(
@@ -163,6 +168,82 @@ class TaskManager:
         await run.answer(ask_id, approve, text)
         return run.task
 
+    async def post_message(
+        self, principal: Principal, session_id: str, task_id: str, body: dict[str, Any], key: str | None
+    ) -> tuple[Task, bool]:
+        """A user message for a task. Finished: the same task runs again
+        from its stored conversation with it. Queued or running: it waits in
+        the task's inbox for the next turn. Waiting: 409, answer the ask.
+        Decided under a per-task lock, so of two messages racing on a
+        finished task the first continues it and the second is queued
+        behind it."""
+        session = self.sessions.visible(principal, session_id)
+        text, images = body.get("text", ""), body.get("images", [])
+        if not text.strip() and not images:
+            raise validation_problem(
+                [{"pointer": "/body/text", "message": "give text (not only whitespace) or images"}]
+            )
+
+        async def create(record: Any) -> str:
+            lock = self._locks.setdefault(task_id, asyncio.Lock())
+            try:
+                async with lock:
+                    return await self._deliver(principal, session, task_id, text, images, record)
+            finally:
+                if not lock.locked() and self._locks.get(task_id) is lock:
+                    del self._locks[task_id]
+
+        _, replayed = await self.idempotency.create_once(principal.name, f"postMessage:{task_id}", key, body, create)
+        return await self.get(principal, session_id, task_id), replayed
+
+    async def _deliver(
+        self, principal: Principal, session: Any, task_id: str, text: str, images: list[str], record: Any
+    ) -> str:
+        run = self.runner.live(task_id)
+        if run is not None and run.finishing:
+            await run.done.wait()  # ending now: continue it once it has ended
+            run = self.runner.live(task_id)
+        task = run.task if run is not None else await self.get(principal, session.id, task_id)
+        if task.status == "waiting":
+            ask = task.pending_ask or {}
+            raise Problem(
+                409,
+                f"task {task_id} is waiting for an answer to its {ask.get('kind')} ask {ask.get('id')}: "
+                f"answer it with POST .../tasks/{task_id}/responses instead",
+                slug="task-waiting",
+                task_status="waiting",
+                ask_id=ask.get("id"),
+            )
+        message_id = new_id("msg")
+        doc = {"id": message_id, "text": text, "images": images}
+        write = chain(InboxStore.add(message_id, task_id, time.time(), doc), record(message_id) if record else None)
+        said = {"id": message_id, "text": text, "image_count": len(images)}
+        if run is not None:  # queued or running: given to the model at its next turn
+            await self.bus.append(
+                "message.user",
+                said,
+                write=write,
+                also=[("message.queued", {"id": message_id})],
+                session_id=session.id,
+                task_id=task_id,
+                owner=session.owner,
+            )
+        else:
+            await self.runner.continue_task(task, session, reason="continue", first=("message.user", said), write=write)
+        return message_id
+
+    async def message_page(self, principal: Principal, session_id: str, task_id: str, after: int, limit: int) -> dict:
+        """The stored conversation, oldest first, as the model saw it."""
+        await self.get(principal, session_id, task_id)
+        rows, markers = await self.runner.messages.page(task_id, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "items": [message_resource(r, markers) for r in rows],
+            "next_after": rows[-1].n if rows else after,
+            "has_more": more,
+        }
+
     async def event_page(self, principal: Principal, session_id: str, task_id: str, after: int, limit: int) -> bytes:
         """The page as JSON, built from the stored frames without re-encoding them.
 
@@ -185,3 +266,33 @@ class TaskManager:
         next_after = rows[-1][0] if rows else max(after, floor)
         frames = ",".join(frame for _, frame in rows)
         return f'{{"items":[{frames}],"next_after":{next_after},"has_more":{json.dumps(more)}{gap}}}'.encode()
+
+
+MESSAGE_FIELDS = (
+    "images",
+    "tool_calls",
+    "tool_call_id",
+    "name",
+    "is_error",
+    "tokens_before",
+    "tokens_after",
+    "cost_usd",
+)
+
+
+def message_resource(row: Row, markers: list[tuple[int, int]]) -> dict[str, Any]:
+    """A stored message as ``openapi.yaml``'s ``Message``."""
+    doc = row.doc
+    out: dict[str, Any] = {
+        "n": row.n,
+        "kind": row.kind,
+        "role": doc["role"],
+        "source": doc.get("source", "engine"),
+        "content": doc.get("content") or "",
+        "created_at": iso(row.ts),
+        "in_context": not hidden(row.n, row.kind, markers),
+    }
+    out.update({k: doc[k] for k in MESSAGE_FIELDS if k in doc})
+    if row.kind != "message":
+        out["replaces"] = {"from": 2, "to": doc.get("keep_from", 2) - 1}
+    return out

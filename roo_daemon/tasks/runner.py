@@ -1,9 +1,13 @@
-"""The task runner: a FIFO queue, a concurrency cap, cancellation, shutdown.
+"""The task runner: a FIFO queue, a concurrency cap, cancellation, shutdown,
+continuations and recovery.
 
-A task holds one of ``engine.max_concurrent_tasks`` slots from ``running``
-until its final status, ``waiting`` included (its loop is still live in
-memory). Queued tasks wait in order; they survive a restart because they are
-persisted as ``queued`` and requeued by :meth:`recover`.
+``engine.max_concurrent_tasks`` bounds the tasks *working* (talking to the
+model, running tools). A task waiting for an answer is parked: it gives its
+slot back, and takes one again when answered (queued in order if none is
+free). Queued tasks survive a restart (they are stored ``queued``); so do
+waiting ones (stored ``waiting`` with their ask, answerable after the
+restart), and running ones are resumed from their stored conversation
+(``engine.resume_interrupted``) or left ``interrupted``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from typing import Any
 from roo_daemon.engine.base import Engine, TaskFailure
 from roo_daemon.events import EventBus
 from roo_daemon.metrics import Metrics
-from roo_daemon.models import Session, Task, new_id, now_iso
-from roo_daemon.store import TaskStore
-from roo_daemon.store.sqlite import chain
+from roo_daemon.models import FINAL_STATUSES, Session, Task, new_id, now_iso
+from roo_daemon.problems import Problem
+from roo_daemon.store import InboxStore, MessageStore, TaskStore
+from roo_daemon.store.database import WriteFn
+from roo_daemon.store.sqlite import StaleWrite, chain
 from roo_daemon.tasks.run import TaskRun
 
 log = logging.getLogger("roo_daemon.tasks")
@@ -39,10 +45,12 @@ class TaskRunner:
         self.bus = bus
         self.settings = settings or {}
         self.store = store
+        self.messages = MessageStore(bus.db)
+        self.inbox = InboxStore(bus.db)
         self.engine = engine
         self.max_concurrent = max_concurrent
         self.metrics = metrics
-        self.runs: dict[str, TaskRun] = {}
+        self.runs: dict[str, TaskRun] = {}  # every task not finished: queued, running, waiting
         self._queue: collections.deque[str] = collections.deque()
         self._running = 0
         self._accepting = True
@@ -62,6 +70,46 @@ class TaskRunner:
             else:
                 self.metrics.tasks_total.labels(new).inc()
 
+    # -- slots -------------------------------------------------------------
+
+    def claim_slot(self, run: TaskRun) -> bool:
+        """Take a slot for ``run`` if one is free (True), else leave it to the queue."""
+        if run.holds_slot:
+            return True
+        if not self._accepting or self._running >= self.max_concurrent:
+            return False
+        self._take(run)
+        return True
+
+    def _take(self, run: TaskRun) -> None:
+        run.holds_slot = True
+        self._running += 1
+
+    def release_slot(self, run: TaskRun) -> None:
+        if run.holds_slot:
+            run.holds_slot = False
+            self._running -= 1
+            self._pump()
+
+    def _pump(self) -> None:
+        while self._accepting and self._running < self.max_concurrent and self._queue:
+            run = self.runs.get(self._queue.popleft())
+            if run is None or run.task.status != "queued":
+                continue
+            self._take(run)
+            if run.warm:  # answered while no slot was free: its loop still waits
+                asyncio.get_running_loop().create_task(self._resume_warm(run))
+            else:
+                self._start(run)
+
+    async def _resume_warm(self, run: TaskRun) -> None:
+        try:
+            await run.transition("running")
+        finally:
+            run.resume_waiting_loop()
+
+    # -- starting work -----------------------------------------------------
+
     def submit(self, task: Task, session: Session, images: list[str], borrow_slot: bool = False) -> TaskRun:
         """Queue a task already persisted as ``queued``. A subtask borrows its
         parent's slot (``borrow_slot``) and starts at once: the parent only
@@ -71,14 +119,54 @@ class TaskRunner:
         self.runs[task.id] = run
         self.metrics.tasks_active.labels("queued").inc()
         if borrow_slot and self._accepting:
+            self._take(run)
             self._start(run)
         else:
             self._queue.append(task.id)
             self._pump()
         return run
 
+    async def continue_task(
+        self, task: Task, session: Session, *, reason: str, first: tuple[str, dict[str, Any]] | None, write: WriteFn
+    ) -> TaskRun:
+        """Run a finished task again from its stored conversation (stored as
+        ``queued``, with ``write`` and the event ``first``, by a
+        compare-and-set on its status: of two racing, one wins, the other is 409)."""
+        run = TaskRun(self, task, session, [])
+        previous = task.status
+        task.state["resume"] = reason
+        task.state.pop("resume_pending", None)
+        if previous not in FINAL_STATUSES:  # found running after a crash
+            self.metrics.tasks_active.labels(previous).inc()
+        try:
+            await run.transition(
+                "queued",
+                first=first,
+                expect=(previous, None),
+                extra=write,
+                result=None,
+                error=None,
+                finished_at=None,
+            )
+        except StaleWrite:
+            raise Problem(409, f"task {task.id} changed meanwhile; try again", task_status=task.status) from None
+        self.runs[task.id] = run
+        self._queue.append(task.id)
+        self._pump()
+        return run
+
+    def answered(self, run: TaskRun, started: bool) -> None:
+        """After an answer was stored: go on now (``started``: it holds a
+        slot), or queue for a slot."""
+        if not started:
+            self._queue.append(run.task.id)
+            self._pump()
+        elif run.warm:
+            run.resume_waiting_loop()
+        else:
+            self._start(run)  # no loop here waits for it: a new one picks the answer up from the store
+
     def _start(self, run: TaskRun) -> None:
-        self._running += 1
         run.worker = asyncio.get_running_loop().create_task(self._execute(run), name=f"task {run.task.id}")
 
     async def spawn_child(self, parent: TaskRun, mode: str, message: str, todos: list[dict[str, str]]) -> Task:
@@ -95,6 +183,7 @@ class TaskRunner:
             limits=dict(parent.task.limits),
             todos=todos,
             parent_task_id=parent.task.id,
+            ask_timeouts=dict(parent.task.ask_timeouts),
         )
         parent.task.child_task_ids = [*parent.task.child_task_ids, child.id]
         await self.bus.append(
@@ -108,33 +197,30 @@ class TaskRunner:
         self.submit(child, parent.session, [], borrow_slot=True)
         return child
 
-    async def _child_finished(self, child: TaskRun) -> None:
+    async def child_finished(self, child: Task) -> None:
         """Resume a parent waiting on this child: approve with the result
         when it completed, refuse with the reason otherwise."""
-        parent = self.runs.get(child.task.parent_task_id or "")
+        parent = self.runs.get(child.parent_task_id or "")
         ask = parent.task.pending_ask if parent is not None else None
-        if parent is None or ask is None or ask.get("kind") != "subtask" or ask.get("task_id") != child.task.id:
+        if parent is None or ask is None or ask.get("kind") != "subtask" or ask.get("task_id") != child.id:
             return
         if parent.stop_reason is not None:
             return  # the parent is being stopped itself
-        task = child.task
-        if task.status == "completed":
-            await parent.answer(ask["id"], True, task.result or "")
-        else:
-            reason = (task.error or {}).get("message", task.status)
-            await parent.answer(ask["id"], False, f"subtask {task.id} ended {task.status}: {reason}")
-
-    def _pump(self) -> None:
-        while self._accepting and self._running < self.max_concurrent and self._queue:
-            run = self.runs.get(self._queue.popleft())
-            if run is None or run.task.status != "queued":
-                continue
-            self._start(run)
+        try:
+            if child.status == "completed":
+                await parent.answer(ask["id"], True, child.result or "")
+            else:
+                reason = (child.error or {}).get("message", child.status)
+                await parent.answer(ask["id"], False, f"subtask {child.id} ended {child.status}: {reason}")
+        except Problem:
+            pass  # answered or stopped meanwhile
 
     async def _execute(self, run: TaskRun) -> None:
+        parked = False
         try:
             run.started = time.monotonic()
-            await run.transition("running", started_at=now_iso())
+            if run.task.status != "running":
+                await run.transition("running", started_at=run.task.started_at or now_iso())
             result = await self.engine.run(run)
             await run.finish("completed", result=result)
         except asyncio.CancelledError:
@@ -142,8 +228,15 @@ class TaskRunner:
             if current is not None:
                 current.uncancel()
             reason = run.stop_reason or "interrupted"
-            message = "cancelled by the client" if reason == "cancelled" else "the daemon stopped while the task ran"
-            await run.finish(reason, error={"code": reason, "message": message})
+            if reason == "interrupted" and run.task.status in ("waiting", "queued"):
+                parked = True  # stopping with an ask open (or answered, waiting for a slot): stays as stored
+            else:
+                if reason == "interrupted":
+                    run.task.state["resume_pending"] = True  # the next start resumes it (engine.resume_interrupted)
+                message = (
+                    "cancelled by the client" if reason == "cancelled" else "the daemon stopped while the task ran"
+                )
+                await run.finish(reason, error={"code": reason, "message": message})
         except TaskFailure as e:
             await run.finish("failed", error={"code": e.code, "message": e.message})
         except Exception:
@@ -152,12 +245,30 @@ class TaskRunner:
                 "failed", error={"code": "internal", "message": "internal engine error; see the daemon log"}
             )
         finally:
-            self._running -= 1
-            self.runs.pop(run.task.id, None)
+            run.cancel_expiry()
+            if run.holds_slot:
+                run.holds_slot = False
+                self._running -= 1
+            if not parked:
+                self.runs.pop(run.task.id, None)
+        try:
+            await self._follow_up(run)
+        finally:
             run.done.set()
             self._pump()
         if run.task.parent_task_id and self._accepting:
-            await self._child_finished(run)
+            await self.child_finished(run.task)
+
+    async def _follow_up(self, run: TaskRun) -> None:
+        """A message sent while the task worked that no turn took (it ended
+        first) continues it now: a 202 for a message means the model gets it."""
+        if run.task.status not in ("completed", "failed") or not self._accepting:
+            return
+        try:
+            if await self.inbox.count(run.task.id):
+                await self.continue_task(run.task, run.session, reason="continue", first=None, write=None)
+        except Exception:
+            log.exception("task %s: could not continue with its queued messages", run.task.id)
 
     async def cancel(self, run: TaskRun, reason: str = "cancelled") -> None:
         """Stop a live task and wait (up to a second) for its final status."""
@@ -166,16 +277,17 @@ class TaskRunner:
         run.stop_reason = reason  # set first: a child ending now must not resume this parent
         for child in [r for r in self.runs.values() if r.task.parent_task_id == run.task.id]:
             await self.cancel(child, reason)  # a cancelled parent takes its subtasks with it
-        if run.worker is None:  # still queued: nothing is running, finish it here
+        if run.worker is None or run.worker.done():  # queued, or parked with no loop: nothing runs
             try:
                 self._queue.remove(run.task.id)
             except ValueError:
                 pass
             self.runs.pop(run.task.id, None)
-            await run.finish(reason, error={"code": reason, "message": "cancelled before it started"})
+            self.release_slot(run)
+            why = "cancelled before it started" if run.task.status == "queued" else "cancelled while waiting"
+            await run.finish(reason, error={"code": reason, "message": why})
             run.done.set()
             return
-        run.stop_reason = reason
         run.worker.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(run.done.wait()), CANCEL_WAIT_SECONDS)
@@ -183,9 +295,11 @@ class TaskRunner:
             log.warning("task %s did not stop within %ss", run.task.id, CANCEL_WAIT_SECONDS)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop taking work; interrupt running tasks. Queued tasks stay
-        ``queued`` in the store and run after the next start."""
+        """Stop taking work; interrupt running tasks. Queued and waiting tasks
+        stay so in the store and go on after the next start."""
         self._accepting = False
+        for run in self.runs.values():
+            run.cancel_expiry()
         workers = [r for r in self.runs.values() if r.worker is not None and not r.done.is_set()]
         for run in workers:
             run.stop_reason = "interrupted"
@@ -193,27 +307,6 @@ class TaskRunner:
                 run.worker.cancel()  # type: ignore[union-attr]
         if workers:
             await asyncio.wait([asyncio.ensure_future(r.done.wait()) for r in workers], timeout=timeout)
-
-    async def recover(self, sessions: dict[str, Session]) -> dict[str, int]:
-        """At start: tasks left ``running`` or ``waiting`` by a crash become
-        ``interrupted``; ``queued`` ones are queued again."""
-        counts = {"interrupted": 0, "requeued": 0}
-        for task in await self.store.with_status(("running", "waiting", "queued")):
-            session = sessions.get(task.session_id)
-            if session is None:
-                continue
-            if task.status == "queued":
-                images = (await self.store.inputs(task.id)).get("images", [])
-                self.submit(task, session, images)
-                counts["requeued"] += 1
-                continue
-            run = TaskRun(self, task, session, [])
-            self.metrics.tasks_active.labels(task.status).inc()
-            await run.finish(
-                "interrupted", error={"code": "interrupted", "message": "the daemon stopped while the task ran"}
-            )
-            counts["interrupted"] += 1
-        return counts
 
     def counts(self) -> dict[str, Any]:
         return {"running": self._running, "queued": len(self._queue)}

@@ -85,19 +85,22 @@ def test_environment_details_list_the_workspace_once(tmp_path):
 
 
 def test_context_window_arithmetic_and_whole_turn_truncation():
-    assert context_window.allowed_tokens(100_000, None) == 70_000
+    # Roo: reserve max_tokens (else 8192), at most a fifth of the window; keep a 10 % buffer.
+    assert context_window.allowed_tokens(100_000, None) == 90_000 - 8_192
     assert context_window.allowed_tokens(100_000, 8_000) == 82_000
-    assert not context_window.needs_truncation(69_000, 100_000, None)
-    assert context_window.needs_truncation(71_000, 100_000, None)
-    assert not context_window.needs_truncation(10**9, None, None)  # unknown window: never cut
+    assert context_window.allowed_tokens(10_000, None) == 9_000 - 2_000
     msgs = [{"role": "user", "content": "task"}]
     for i in range(4):
         msgs += [
             {"role": "assistant", "content": f"a{i}", "tool_calls": [{"id": f"c{i}"}]},
             {"role": "tool", "tool_call_id": f"c{i}", "content": "r"},
         ]
-    kept, removed = context_window.truncate(msgs)
-    assert removed == 4 and kept[0]["content"] == "task" and kept[1]["content"] == "a2"
+    point = context_window.truncation_point(msgs)
+    kept = [msgs[0], *msgs[point:]]
+    assert point - 1 == 4 and kept[0]["content"] == "task" and kept[1]["content"] == "a2"
+    # Condensing keeps at least the last three messages, as whole turns.
+    assert context_window.keep_point(msgs, 3) == 5 and msgs[5]["content"] == "a2"
+    assert context_window.keep_point(msgs[:3], 3) == 0  # nothing before them to condense
     # No tool result is left without its call.
     calls = {c["id"] for m in kept if m["role"] == "assistant" for c in m["tool_calls"]}
     assert all(m["tool_call_id"] in calls for m in kept if m["role"] == "tool")

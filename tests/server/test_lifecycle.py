@@ -24,6 +24,8 @@ from tests.server.daemon_process import TIMEOUT
 
 # -- helpers ---------------------------------------------------------------
 
+STAY_INTERRUPTED = {"resume_interrupted": False}  # these tests check what a stop leaves; resuming is tested apart
+
 
 async def task_events(api: Api, session_id: str, task_id: str) -> list[dict[str, Any]]:
     """Every stored event of a task, following the pages."""
@@ -81,8 +83,9 @@ async def test_sigterm_closes_websockets_1001_interrupts_task_and_restart_keeps_
     """SIGTERM with a running task and a WebSocket: the socket closes with
     1001, the process exits 0, and after a restart the task is
     ``interrupted`` with its events intact, the session is there, and new
-    events get seq numbers above every old one."""
-    d = daemon_factory()
+    events get seq numbers above every old one (``resume_interrupted:
+    false``: it is not resumed, see tests/tasks/test_restarts.py)."""
+    d = daemon_factory(engine=STAY_INTERRUPTED)
     await d.astart()
     api = Api(d.base_url)
     session = await api.session(name="sigterm")
@@ -99,7 +102,7 @@ async def test_sigterm_closes_websockets_1001_interrupts_task_and_restart_keeps_
     assert d.find_log(lambda r: r.get("msg") == "stopped")
     assert not d.find_log(lambda r: r.get("level") in ("error", "critical")), d.records
 
-    d2 = daemon_factory()
+    d2 = daemon_factory(engine=STAY_INTERRUPTED)
     await d2.astart()
     # The graceful stop stored the final status itself: nothing was left live.
     assert d2.find_log(lambda r: "recovered tasks" in r.get("msg", "")) is None
@@ -194,7 +197,7 @@ def test_drain_answers_readyz_503_refuses_new_connections_and_finishes_inflight_
 async def test_sigint_stops_gracefully_too(daemon_factory: DaemonFactory) -> None:
     """SIGINT (Ctrl-C) is the same graceful stop: exit 0, the running task
     stored ``interrupted`` by the stop itself, not by crash recovery."""
-    d = daemon_factory()
+    d = daemon_factory(engine=STAY_INTERRUPTED)
     await d.astart()
     api = Api(d.base_url)
     session = await api.session()
@@ -206,7 +209,7 @@ async def test_sigint_stops_gracefully_too(daemon_factory: DaemonFactory) -> Non
     assert d.find_log(lambda r: r.get("msg") == "received SIGINT: shutting down")
     assert d.find_log(lambda r: r.get("msg") == "stopped")
 
-    d2 = daemon_factory()
+    d2 = daemon_factory(engine=STAY_INTERRUPTED)
     await d2.astart()
     assert d2.find_log(lambda r: "recovered tasks" in r.get("msg", "")) is None
     stored = (await Api(d2.base_url).get(f"/api/v1/sessions/{session['id']}/tasks/{task['id']}")).json
@@ -223,7 +226,7 @@ async def test_kill_9_interrupts_the_running_task_and_requeues_the_queued_one(da
     """After SIGKILL, the next start marks the running task ``interrupted``
     (with a ``task.status`` event saying so) and runs the one that was
     still queued behind it."""
-    engine = {"max_concurrent_tasks": 1}
+    engine = {"max_concurrent_tasks": 1, **STAY_INTERRUPTED}
     d = daemon_factory(engine=engine)
     await d.astart()
     api = Api(d.base_url)

@@ -48,10 +48,18 @@ class ProviderRequest:
     # plays turn ``turn``: counting assistant messages breaks once the
     # context window has dropped some.
     turn: int = 0
+    # "turn" (a model turn) or "condense" (a summary of the conversation, no tools).
+    purpose: str = "turn"
 
 
 class ProviderError(Exception):
-    """The provider could not answer (after its own retries)."""
+    """The provider could not answer (after its own retries).
+    ``context_exceeded``: it said the request is too long for the model's
+    context window (the loop condenses and retries instead of failing)."""
+
+    def __init__(self, message: str, *, context_exceeded: bool = False) -> None:
+        super().__init__(message)
+        self.context_exceeded = context_exceeded
 
 
 class Provider(Protocol):

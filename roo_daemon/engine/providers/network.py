@@ -36,6 +36,7 @@ from roo_daemon.engine.providers.base import (
     StreamReset,
     Usage,
 )
+from roo_daemon.engine.providers.context_errors import is_context_window_error
 from roo_daemon.engine.providers.http import (
     ConnectionPool,
     DeadlineExceeded,
@@ -108,6 +109,7 @@ class _Failure:
     message: str
     retryable: bool
     retry_after: float | None = None
+    context_exceeded: bool = False  # the request is too long for the model's window
 
 
 class HttpProvider(ABC):
@@ -230,6 +232,7 @@ class HttpProvider(ABC):
                         f"HTTP {status}: {text}",
                         is_retryable_status(status),
                         parse_retry_after(post.headers, self._wall_clock()),
+                        is_context_window_error(self.kind, status, text),
                     )
                 elif post.headers.get("Content-Type", "").startswith("application/json"):
                     text = _error_text(await post.read_body(ERROR_BODY_MAX_BYTES))
@@ -258,7 +261,8 @@ class HttpProvider(ABC):
                 if parser is not None and (counts := parser.counts()):
                     spent.append(counts)  # a broken attempt; a complete one returned above
             if not failure.retryable:
-                raise ProviderError(self._message(failure.message, attempt, api_key))
+                message = self._message(failure.message, attempt, api_key)
+                raise ProviderError(message, context_exceeded=failure.context_exceeded)
             if attempt > self.retry.max_retries:
                 raise ProviderError(self._message(f"{failure.message}; retries exhausted", attempt, api_key))
             delay = self.retry.delay(attempt - 1, failure.retry_after, self._rng)

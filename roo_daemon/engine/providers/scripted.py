@@ -10,6 +10,9 @@ Turn *n* of the script answers the *n*-th request of a task. A turn may hold:
 ``hang: true``  after the text, wait until cancelled (for cancellation demos)
 ``error``       fail the request with this message
 
+``condense`` (a turn: ``text``, ``usage``, ``error``) answers the requests
+for a summary when the task condenses its context; by default a fixed text.
+
 A profile may also hold ``scripts: [{match: REGEX, turns: [...]}]``: the
 first whose regex matches the task's first message plays, else ``turns``.
 That lets one profile script a parent task and the subtask it creates.
@@ -50,6 +53,7 @@ class ScriptedProvider:
             turns = yaml.safe_load(text)["turns"]
         self.turns: list[dict[str, Any]] = list(turns)
         self.scripts = [(re.compile(x["match"]), list(x["turns"])) for x in profile.get("scripts", [])]
+        self.condense: dict[str, Any] | None = profile.get("condense")
 
     def close(self) -> None:
         """Nothing to release: the scripts were read at start."""
@@ -62,11 +66,16 @@ class ScriptedProvider:
         return self.turns
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[Chunk]:
-        turns = self._turns_for(request)
-        index = request.turn
-        if index >= len(turns):
-            raise ProviderError(f"scripted provider {self.name!r}: script has no turn {index + 1}")
-        turn = turns[index]
+        if request.purpose == "condense":
+            # A summary request: the profile's ``condense`` turn, else a fixed
+            # summary; it plays no turn of the script.
+            turn = self.condense or {"text": f"Scripted summary of {len(request.messages) - 1} messages."}
+        else:
+            turns = self._turns_for(request)
+            index = request.turn
+            if index >= len(turns):
+                raise ProviderError(f"scripted provider {self.name!r}: script has no turn {index + 1}")
+            turn = turns[index]
         if "error" in turn:
             raise ProviderError(str(turn["error"]))
         text = str(turn.get("text", ""))
@@ -76,6 +85,6 @@ class ScriptedProvider:
         if turn.get("hang"):
             await asyncio.Event().wait()
         for i, call in enumerate(turn.get("tool_calls") or []):
-            yield ToolCall(id=f"call_{index + 1}_{i + 1}", name=call["name"], args=dict(call.get("args") or {}))
+            yield ToolCall(id=f"call_{request.turn + 1}_{i + 1}", name=call["name"], args=dict(call.get("args") or {}))
         if "usage" in turn:
             yield Usage(**turn["usage"])

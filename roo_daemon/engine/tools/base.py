@@ -28,6 +28,12 @@ class ToolOutcome:
     denied: bool = False  # the user rejected it: the rest of the message's calls are skipped
 
 
+def result_event(call: ToolCall, outcome: ToolOutcome) -> dict[str, Any]:
+    """The ``tool.result`` event's data; the loop stores it with the result
+    message (the event's content is capped, the stored message is whole)."""
+    return {"id": call.id, "tool": call.name, "is_error": outcome.is_error, "content": outcome.content[:4000]}
+
+
 class ToolError(Exception):
     """A tool's failure that the model should see (not a daemon failure)."""
 
@@ -71,26 +77,21 @@ class ToolRegistry:
         return cached
 
     async def execute(self, ctx: TaskContext, call: ToolCall, mode: Any = None) -> ToolOutcome:
-        """Check, approve and run one call, with its events. Every failure
+        """Check, approve and run one call (its ``tool.call`` event here, its
+        ``tool.result`` with the stored result, by the loop). Every failure
         becomes an error outcome the model sees; only cancellation escapes.
         The events are published without waiting for their commit: the log
         keeps their order, and the task's next status change waits for all."""
         ctx.publish("tool.call", {"id": call.id, "tool": call.name, "args": call.args})
-        token = current_call_id.set(call.id)  # tool.output events name the call they belong to
+        token = current_call_id.set(call.id)  # tool.output events (and asks) name the call they belong to
         try:
-            outcome = await self._execute(ctx, call, mode)
+            return await self._execute(ctx, call, mode)
         finally:
             current_call_id.reset(token)
-        ctx.publish(
-            "tool.result",
-            {"id": call.id, "tool": call.name, "is_error": outcome.is_error, "content": outcome.content[:4000]},
-        )
-        return outcome
 
     async def skip(self, ctx: TaskContext, call: ToolCall, text: str) -> ToolOutcome:
-        """Record a call that is not run (an earlier one in its message was rejected)."""
+        """A call that is not run (an earlier one in its message was rejected)."""
         ctx.publish("tool.call", {"id": call.id, "tool": call.name, "args": call.args})
-        ctx.publish("tool.result", {"id": call.id, "tool": call.name, "is_error": True, "content": text})
         return ToolOutcome(text, is_error=True)
 
     async def _execute(self, ctx: TaskContext, call: ToolCall, mode: Any) -> ToolOutcome:

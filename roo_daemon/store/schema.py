@@ -1,0 +1,103 @@
+"""The store's schema, its version, and the in-place migrations between versions.
+
+``meta.schema_version`` says which version a data dir holds. A data dir
+without it was written by the first release (version 1: sessions, tasks,
+events, idempotency). Opening one migrates it forward, each step in one
+transaction, so a crash mid-migration leaves the previous version intact. A
+data dir from a *newer* release is refused before anything is written: an
+older daemon cannot know what the newer one stored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = 2
+
+# Version N's statements turn version N-1 into N.
+MIGRATIONS: dict[int, str] = {
+    # The conversation: each task's messages, appended once each (never
+    # rewritten), and the user messages waiting for the task's next turn.
+    2: """
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    ts REAL NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (task_id, n)
+);
+CREATE INDEX messages_markers ON messages (task_id, kind, n);
+CREATE TABLE inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    task_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX inbox_by_task ON inbox (task_id, seq);
+""",
+}
+
+
+class StoreVersionError(Exception):
+    """The data dir was written by a newer release than this one."""
+
+
+def stored_version(conn: sqlite3.Connection) -> int:
+    """The data dir's schema version: 0 for an empty file, 1 for the first
+    release (which recorded none)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" not in tables:
+        return 1 if "tasks" in tables else 0
+    row = conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
+    return int(row[0]) if row else 1
+
+
+def refuse_newer(version: int, where: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"{where} was written by a newer roo-daemon (store schema version {version}; this release "
+            f"reads up to {SCHEMA_VERSION}): run that release, or point store.data_dir elsewhere"
+        )
+
+
+def migrate(conn: sqlite3.Connection, base: str, where: str = "the data dir") -> int:
+    """Bring the store to :data:`SCHEMA_VERSION`; returns the version it had.
+    ``base`` (``CREATE ... IF NOT EXISTS`` only) is the first release's
+    schema, run on every open as before; each later step commits alone,
+    with its version number."""
+    found = stored_version(conn)
+    refuse_newer(found, where)
+    conn.executescript(base)
+    found = max(found, 1)
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                (str(version),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def check_data_dir(path: Path) -> None:
+    """Refuse a store a newer release wrote, before the daemon starts
+    (read-only: nothing is created or changed here). Blocking: called once
+    at start, before the IOLoop serves."""
+    if not path.exists():
+        return
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        refuse_newer(stored_version(conn), str(path.parent))
+    finally:
+        conn.close()
