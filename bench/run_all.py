@@ -156,6 +156,17 @@ def rows(r: dict[str, dict]) -> list[Row]:
             lambda: True,
         ),
     ]
+    if "conversation" in r:  # saved runs from before bench/conversation.py have none
+        conv = r["conversation"]
+        out.append(
+            (
+                "per-turn engine overhead late in one long task vs early (turns 980-1000 / 5-25, side by side)",
+                f"{conv['ratio_late_to_early']:.2f} ({conv['overhead_ms_turns_980_1000']:.2f} vs "
+                f"{conv['overhead_ms_turns_5_25']:.2f} ms)",
+                "≤ 1.2",
+                lambda: conv["ratio_late_to_early"] <= 1.2,
+            )
+        )
     return out
 
 
@@ -220,6 +231,7 @@ def main() -> None:
         "memory": run("memory.py"),
         "startstop": run("startstop.py"),
         "engine": run("engine.py"),
+        "conversation": run("conversation.py"),
         "sandbox": run("sandbox.py"),
     }
     if a.json:

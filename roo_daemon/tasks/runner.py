@@ -306,7 +306,10 @@ class TaskRunner:
             if not run.finishing:
                 run.worker.cancel()  # type: ignore[union-attr]
         if workers:
-            await asyncio.wait([asyncio.ensure_future(r.done.wait()) for r in workers], timeout=timeout)
+            waiters = [asyncio.ensure_future(r.done.wait()) for r in workers]
+            await asyncio.wait(waiters, timeout=timeout)
+            for waiter in waiters:
+                waiter.cancel()
 
     def counts(self) -> dict[str, Any]:
         return {"running": self._running, "queued": len(self._queue)}
