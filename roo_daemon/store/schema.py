@@ -96,8 +96,12 @@ def check_data_dir(path: Path) -> None:
     at start, before the IOLoop serves."""
     if not path.exists():
         return
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        refuse_newer(stored_version(conn), str(path.parent))
-    finally:
-        conn.close()
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            version = stored_version(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # cannot even be read (a full disk for its -shm): the store's own open says why
+    refuse_newer(version, str(path.parent))

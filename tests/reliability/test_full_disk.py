@@ -100,7 +100,7 @@ async def test_writes_fail_as_storage_unavailable_and_readyz_follows_the_disk(
 
 @pytest.mark.gen_test(timeout=90)
 async def test_sigterm_exits_when_the_final_writes_fail(on_disk: Any, small_disk: SmallDisk) -> None:  # noqa: F811
-    d = on_disk()
+    d = on_disk(engine={"resume_interrupted": False})  # the task must stay as recovery left it
     await d.astart()
     api = Api(d.base_url)
     session = await api.session()
@@ -115,7 +115,7 @@ async def test_sigterm_exits_when_the_final_writes_fail(on_disk: Any, small_disk
     ws.close()
 
     small_disk.free()
-    d2 = on_disk()
+    d2 = on_disk(engine={"resume_interrupted": False})
     await d2.astart()
     api2 = Api(d2.base_url)
     stored = (await api2.get(f"/api/v1/sessions/{session['id']}/tasks/{task['id']}")).json
