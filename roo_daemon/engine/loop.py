@@ -215,7 +215,8 @@ class AgentLoop:
             else:
                 outcome = await self.tools.execute(ctx, call, self._mode(ctx))
                 self._count(call.name, outcome)
-            if outcome.completed:
+            if outcome.completed:  # reported, not stored: a continuation answers this call as interrupted
+                ctx.publish("tool.result", result_event(call, outcome))
                 return outcome.content
             denied = denied or outcome.denied
             message = {
