@@ -219,6 +219,7 @@ class TaskManager:
         write = chain(InboxStore.add(message_id, task_id, time.time(), doc), record(message_id) if record else None)
         said = {"id": message_id, "text": text, "image_count": len(images)}
         if run is not None:  # queued or running: given to the model at its next turn
+            run.mail()  # before the write: a turn starting meanwhile reads the store again
             await self.bus.append(
                 "message.user",
                 said,
@@ -228,6 +229,7 @@ class TaskManager:
                 task_id=task_id,
                 owner=session.owner,
             )
+            run.mail()  # and after it: a turn that read the store before the commit reads it again
         else:
             await self.runner.continue_task(task, session, reason="continue", first=("message.user", said), write=write)
         return message_id

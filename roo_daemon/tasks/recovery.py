@@ -36,7 +36,7 @@ async def recover(runner: TaskRunner, sessions: dict[str, Session], resume_inter
             continue
         if task.status == "queued":
             images = (await store.inputs(task.id)).get("images", [])
-            runner.submit(task, session, images)
+            runner.submit(task, session, images, fresh=False)  # it may have run before (a continuation)
             counts["requeued"] += 1
         elif task.status == "waiting":
             waiting.append(park(runner, task, session))

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 
 class TaskRun:
-    def __init__(self, runner: TaskRunner, task: Task, session: Session, images: list[str]) -> None:
+    def __init__(
+        self, runner: TaskRunner, task: Task, session: Session, images: list[str], fresh: bool = False
+    ) -> None:
         self.runner = runner
         self.task = task
         self.session = session
@@ -54,6 +56,10 @@ class TaskRun:
         self._answering = False  # an answer's write is in flight
         self._store_error: BaseException | None = None
         self._taken: set[int] = set()  # inbox messages given to the model
+        # A task created by this process and never started has nothing stored
+        # yet: no reads at its start (each is a thread hop on a busy machine).
+        self.fresh = fresh
+        self.inbox_dirty = not fresh  # the store's inbox may hold messages this run has not read
         self.expiry: asyncio.TimerHandle | None = None
 
     # -- TaskContext ----------------------------------------------------
@@ -72,6 +78,8 @@ class TaskRun:
         await self.runner.bus.append(name, data, **self._ids())
 
     async def load_conversation(self) -> Conversation:
+        if self.fresh:
+            return Conversation([], 1)
         rows, next_n = await self.runner.messages.view(self.task.id)
         return Conversation(rows, next_n)
 
@@ -102,9 +110,19 @@ class TaskRun:
             self._store_error = fut.exception()
 
     async def inbox(self) -> list[tuple[int, dict[str, Any]]]:
+        """The store is read when it may hold something new: at this run's
+        first turn, and after a message was sent here (``mail()``), so a turn
+        does not wait on a read for an inbox that is nearly always empty."""
+        if not self.inbox_dirty:
+            return []
+        self.inbox_dirty = False
         # Messages already taken may still be in the store: their removal is
         # written with the turn, not awaited.
         return [(seq, doc) for seq, doc in await self.runner.inbox.pending(self.task.id) if seq not in self._taken]
+
+    def mail(self) -> None:
+        """A message for this task is being stored: read the inbox at the next turn."""
+        self.inbox_dirty = True
 
     async def ask(self, kind: str, **payload: Any) -> Answer:
         call_id = current_call_id.get()

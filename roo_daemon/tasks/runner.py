@@ -110,12 +110,15 @@ class TaskRunner:
 
     # -- starting work -----------------------------------------------------
 
-    def submit(self, task: Task, session: Session, images: list[str], borrow_slot: bool = False) -> TaskRun:
-        """Queue a task already persisted as ``queued``. A subtask borrows its
+    def submit(
+        self, task: Task, session: Session, images: list[str], borrow_slot: bool = False, fresh: bool = True
+    ) -> TaskRun:
+        """Queue a task already persisted as ``queued`` (``fresh``: just
+        created, so nothing of it is stored but the task). A subtask borrows its
         parent's slot (``borrow_slot``) and starts at once: the parent only
         waits for it, so the cap still bounds the work done, and a cap of one
         cannot deadlock a parent against its own child."""
-        run = TaskRun(self, task, session, images)
+        run = TaskRun(self, task, session, images, fresh)
         self.runs[task.id] = run
         self.metrics.tasks_active.labels("queued").inc()
         if borrow_slot and self._accepting:
@@ -265,7 +268,7 @@ class TaskRunner:
         if run.task.status not in ("completed", "failed") or not self._accepting:
             return
         try:
-            if await self.inbox.count(run.task.id):
+            if run.inbox_dirty and await self.inbox.count(run.task.id):
                 await self.continue_task(run.task, run.session, reason="continue", first=None, write=None)
         except Exception:
             log.exception("task %s: could not continue with its queued messages", run.task.id)
