@@ -12,7 +12,7 @@ import re
 from tornado.web import Application, URLSpec
 
 from roo_daemon.api.base import ApiHandler, NotFoundHandler
-from roo_daemon.api.docs import DocsAssetHandler, DocsHandler
+from roo_daemon.api.docs import DocsAssetHandler, DocsHandler, DocsRedirectHandler
 from roo_daemon.api.meta import (
     HealthHandler,
     MetricsHandler,
@@ -39,6 +39,7 @@ ROUTES: list[tuple[str, type]] = [
     ("/openapi.yaml", OpenApiYamlHandler),
     ("/openapi.json", OpenApiJsonHandler),
     ("/docs", DocsHandler),
+    ("/docs/", DocsRedirectHandler),
     ("/docs/assets/{asset}", DocsAssetHandler),
     ("/ws", EventSocket),
     ("/api/v1/sessions", SessionsHandler),
@@ -76,15 +77,15 @@ def make_app(ctx: AppContext) -> Application:
     for template, cls in ROUTES:
         cls.route = template
         handlers.append(URLSpec(route_regex(template), cls, {"ctx": ctx}))
-    ws = ctx.config["websocket"]
     return Application(
         handlers,
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
         log_function=access_logger(ctx.metrics),
-        websocket_ping_interval=ws["ping_interval_seconds"] or None,
-        websocket_ping_timeout=ws["ping_timeout_seconds"],
-        websocket_max_message_size=ws["max_message_bytes"],
+        # Keepalive is ours (ws/keepalive.py): Tornado's clamps a ping timeout
+        # longer than the interval to the interval.
+        websocket_ping_interval=None,
+        websocket_max_message_size=ctx.config["websocket"]["max_message_bytes"],
         serve_traceback=False,
     )
 

@@ -22,6 +22,10 @@ import yaml
 from roo_daemon.clientip import parse_networks
 
 ENV_PREFIX = "ROO_DAEMON_"
+# The client CLI's own variables (roo_daemon/client/endpoint.py): the same
+# prefix, but not configuration. A shell that exports them for `roo-daemon
+# run` must still be able to start `serve`.
+CLIENT_VARIABLES = frozenset({ENV_PREFIX + "URL", ENV_PREFIX + "TOKEN"})
 Config = dict[str, Any]
 
 
@@ -135,7 +139,7 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[str, Any, str]]:
     out = []
     sections = SCHEMA["properties"]
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG" or name in CLIENT_VARIABLES:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")

@@ -137,6 +137,7 @@ class Api:
             headers=hdrs,
             allow_nonstandard_methods=True,
             request_timeout=30,
+            follow_redirects=False,  # a redirect is an answer to check, like any other
         )
         r = await self.client.fetch(req, raise_error=False)
         if r.code == 599:

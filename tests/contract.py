@@ -41,6 +41,17 @@ def check_response(method: str, path: str, status: int, headers: Any, body: byte
     """Assert that this response is one ``openapi.yaml`` documents."""
     s = spec()
     assert headers.get("X-Request-ID"), f"{method} {path} -> {status}: no X-Request-ID header"
+    got = find_operation("GET", path) if method == "HEAD" else None
+    if got is not None:
+        # Every GET also answers HEAD (info.description): the GET's status
+        # and headers, no body.
+        assert not body, f"HEAD {path} -> {status} sent a body"
+        responses = got[1]["responses"]
+        assert str(status) in responses or "default" in responses, f"HEAD {path}: status {status} is not documented"
+        return
+    if method == "HEAD":
+        assert status in (404, 405) and not body, f"HEAD {path} has no GET but answered {status} {body[:100]!r}"
+        return
     found = find_operation(method, path)
     ctype = _media(headers.get("Content-Type", ""))
     if found is None:

@@ -221,10 +221,12 @@ class ApiHandler(ProblemWriter):
         # Methods a class does not implement are 405 before prepare(), so an
         # unauthenticated PUT learns only that PUT is not allowed.
         # OPTIONS is always routed: it answers CORS preflights (or 405).
+        # HEAD comes with GET (head() below runs the GET without its body).
         implemented = tuple(
             m
             for m in _IMPLEMENTABLE
-            if m != "OPTIONS" and getattr(cls, m.lower()) is not getattr(RequestHandler, m.lower())
+            if m != "OPTIONS"
+            and getattr(cls, "get" if m == "HEAD" else m.lower()) is not getattr(RequestHandler, m.lower())
         )
         cls.SUPPORTED_METHODS = (*implemented, "OPTIONS") if implemented else _IMPLEMENTABLE  # type: ignore[assignment]
 
@@ -238,6 +240,11 @@ class ApiHandler(ProblemWriter):
         self._body_size = 0
         self._body_too_large = False
         ctx.inflight.add(self)
+
+    def head(self, *args: Any, **kwargs: Any) -> Any:
+        """HEAD is the GET without its body: Tornado sends the headers
+        (Content-Length included) and drops the body of a HEAD answer."""
+        return self.get(*args, **kwargs)
 
     # -- the request pipeline -------------------------------------------
 
@@ -253,7 +260,8 @@ class ApiHandler(ProblemWriter):
         if self.auth_required:
             self.principal = self._authenticate()
             self._rate_limit(self.principal)
-        op_id = self.operations.get(self.request.method or "")
+        method = self.request.method or ""
+        op_id = self.operations.get("GET" if method == "HEAD" else method)
         if op_id is None:
             return
         self.op = op = self.ctx.spec.operations[op_id]

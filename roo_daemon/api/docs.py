@@ -182,3 +182,16 @@ class DocsAssetHandler(ApiHandler):
             self.finish(found.gzipped)
         else:
             self.finish(found.body)
+
+
+class DocsRedirectHandler(ApiHandler):
+    """``/docs/`` → ``/docs``: the page's relative asset URLs would resolve
+    under ``/docs/docs/``. The Location is relative too, so a reverse
+    proxy's path prefix is kept."""
+
+    operations = {"GET": "redirectDocs"}
+    auth_required = False
+
+    def get(self) -> None:
+        query = self.request.query
+        self.redirect("../docs" + (f"?{query}" if query else ""), permanent=True)

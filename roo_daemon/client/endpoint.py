@@ -17,7 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 URL_ENV = "ROO_DAEMON_URL"
 TOKEN_ENV = "ROO_DAEMON_TOKEN"
-_CLIENT_ENV = (URL_ENV, TOKEN_ENV)  # the client's own variables, not configuration overrides
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 
@@ -65,7 +64,7 @@ def from_config(config_path: str | None, env: Mapping[str, str]) -> str:
     bind address is reached on loopback."""
     from roo_daemon.config import load_config
 
-    cfg = load_config(config_path, env={k: v for k, v in env.items() if k not in _CLIENT_ENV})
+    cfg = load_config(config_path, env=env)  # it skips URL_ENV and TOKEN_ENV (CLIENT_VARIABLES)
     host, port = cfg["server"]["host"], cfg["server"]["port"]
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     if ":" in host:

@@ -32,6 +32,19 @@ log = logging.getLogger("roo_daemon.tasks")
 CANCEL_WAIT_SECONDS = 1.0
 
 
+def log_failure(task: Task, failure: TaskFailure) -> None:
+    """One warning line per failed task, with its id and error code (also as
+    fields of the JSON log), so the journal shows failures on its own."""
+    message = " ".join(failure.message.split())[:300]
+    log.warning(
+        "task %s failed: %s: %s",
+        task.id,
+        failure.code,
+        message,
+        extra={"task_id": task.id, "session_id": task.session_id, "error_code": failure.code},
+    )
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -241,6 +254,7 @@ class TaskRunner:
                 )
                 await run.finish(reason, error={"code": reason, "message": message})
         except TaskFailure as e:
+            log_failure(run.task, e)
             await run.finish("failed", error={"code": e.code, "message": e.message})
         except Exception:
             log.exception("task %s: engine error", run.task.id)

@@ -42,6 +42,7 @@ from roo_daemon.auth import Principal
 from roo_daemon.events import Event
 from roo_daemon.problems import Problem
 from roo_daemon.ratelimit import TokenBucket, bucket_spec
+from roo_daemon.ws.keepalive import Keepalive
 
 if TYPE_CHECKING:
     from roo_daemon.context import AppContext
@@ -200,6 +201,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self._room: asyncio.Event | None = None  # set when a replay may send again
         self._closed = False
         self._auth_timer: Any = None
+        self._keepalive: Keepalive | None = None
         self._frames: TokenBucket | None = None
         self.update_limits(ctx.config["limits"])
 
@@ -261,6 +263,9 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self.ctx.websockets.add(self)
         self.ctx.metrics.ws_connections.inc()
         self.ctx.bus.subscribe(self)
+        ws = self.ctx.config["websocket"]
+        self._keepalive = Keepalive(self, ws["ping_interval_seconds"], ws["ping_timeout_seconds"])
+        self._keepalive.start()
         if self.principal is None:
             # Browsers cannot set headers on a WebSocket: they get a few
             # seconds to send {"op": "auth", "token": ...} first.
@@ -277,6 +282,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         self._closed = True
         if self._auth_timer is not None:
             IOLoop.current().remove_timeout(self._auth_timer)
+        if self._keepalive is not None:
+            self._keepalive.stop()
         self.ctx.websockets.discard(self)
         self.ctx.metrics.ws_connections.dec()
         self.ctx.bus.unsubscribe(self)
@@ -284,6 +291,10 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             self._room.set()  # a replay waiting for room stops now
 
     # -- incoming -------------------------------------------------------
+
+    def on_pong(self, data: bytes) -> None:
+        if self._keepalive is not None:
+            self._keepalive.pong()
 
     async def on_message(self, message: str | bytes) -> None:
         verdict = self._frames.take(time.monotonic()) if self._frames is not None else None

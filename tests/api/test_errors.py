@@ -119,10 +119,10 @@ async def test_wrong_method_is_405_with_allow(api: Api) -> None:
     """A method the resource does not support is 405 with an Allow header
     naming exactly the supported methods."""
     cases = {
-        ("PUT", SESSIONS): {"GET", "POST"},
-        ("PATCH", "/healthz"): {"GET"},
-        ("POST", f"{SESSIONS}/ses_{'0' * 32}"): {"GET", "DELETE"},
-        ("DELETE", "/metrics"): {"GET"},
+        ("PUT", SESSIONS): {"GET", "HEAD", "POST"},
+        ("PATCH", "/healthz"): {"GET", "HEAD"},
+        ("POST", f"{SESSIONS}/ses_{'0' * 32}"): {"GET", "HEAD", "DELETE"},
+        ("DELETE", "/metrics"): {"GET", "HEAD"},
     }
     for (method, path), allowed in cases.items():
         r = await api.request(method, path, body=b"{}" if method in ("PUT", "PATCH", "POST") else None)

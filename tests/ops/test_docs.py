@@ -130,3 +130,17 @@ async def test_docs_need_no_key_even_when_keys_are_configured(http_server: objec
     assert (await api.get("/api/v1/sessions")).status == 401
     assert (await api.get("/docs")).status == 200
     assert (await api.get("/docs/assets/swagger-ui.css")).status == 200
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_docs_with_a_trailing_slash_redirects_to_docs(api: Api) -> None:
+    """``/docs/`` is what people type; its relative asset URLs would resolve
+    under ``/docs/docs/``, so it redirects (relatively: a proxy's path
+    prefix is kept)."""
+    for path, location in [("/docs/", "../docs"), ("/docs/?x=1", "../docs?x=1")]:
+        r = await api.request("GET", path, headers={}, check=True)
+        assert r.status == 301, (path, r.status, r.body)
+        assert r.headers["Location"] == location
+        assert urljoin(f"http://h/prefix{path}", location).startswith("http://h/prefix/docs")
+    page = await api.get(urljoin("/docs/", "../docs"))
+    assert page.status == 200 and b"swagger-ui" in page.body
