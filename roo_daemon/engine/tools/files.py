@@ -3,8 +3,10 @@ names, parameters and result texts of Roo-Code's native tools
 (src/core/tools/ReadFileTool.ts, ListFilesTool.ts, WriteToFileTool.ts).
 
 Every path is confined to the session's workspace and checked against its
-``.rooignore``. All file-system work runs in a thread (``asyncio.to_thread``)
-so the IOLoop never waits on the disk.
+``.rooignore``. A path or file name in a result goes through
+:func:`~roo_daemon.engine.workspace.shown` (undecodable bytes as ``\\xNN``).
+All file-system work runs in a thread (``asyncio.to_thread``) so the IOLoop
+never waits on the disk.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from typing import Any, TypeVar
 
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
-from roo_daemon.engine.workspace import LIST_RULES, PathEscape, RooIgnore, relative_posix, resolve_inside, walk
+from roo_daemon.engine.workspace import (
+    LIST_RULES,
+    PathEscape,
+    RooIgnore,
+    quoted,
+    relative_posix,
+    resolve_inside,
+    shown,
+    walk,
+)
 
 T = TypeVar("T")
 
@@ -63,7 +74,7 @@ def _locate(workspace: str, rel: str, is_dir: bool) -> Target:
     rooignore = RooIgnore.load(root)
     target_rel = relative_posix(root, path)
     if rooignore.blocks(target_rel, is_dir=is_dir or path.is_dir()):
-        raise ToolError(rooignore.error(rel))
+        raise ToolError(rooignore.error(shown(rel)))
     return Target(root, path, target_rel, rooignore)
 
 
@@ -80,7 +91,7 @@ async def in_thread(action: str, fn: Callable[..., T], *args: Any) -> T:
 async def locate(ctx: TaskContext, rel: str, is_dir: bool = False) -> Target:
     """Resolve ``rel`` for a tool; a path escape or a ``.rooignore`` match
     becomes a :class:`ToolError` with Roo's wording."""
-    return await in_thread(f"resolving {rel!r}", _locate, ctx.session.workspace, rel, is_dir)
+    return await in_thread(f"resolving {quoted(rel)}", _locate, ctx.session.workspace, rel, is_dir)
 
 
 def looks_binary(head: bytes) -> bool:
@@ -107,6 +118,7 @@ def looks_binary(head: bytes) -> bool:
 
 def unified_diff(rel: str, old: str, new: str) -> str:
     """A unified diff for approval payloads, with git's no-newline markers."""
+    rel = shown(rel)
     lines = []
     for line in difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}"):
         lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
@@ -114,7 +126,7 @@ def unified_diff(rel: str, old: str, new: str) -> str:
 
 
 def write_result(rel: str, created: bool) -> str:
-    return json.dumps({"path": rel, "operation": "created" if created else "modified", "notice": WRITE_NOTICE})
+    return json.dumps({"path": shown(rel), "operation": "created" if created else "modified", "notice": WRITE_NOTICE})
 
 
 def _process_umask() -> int:
@@ -387,11 +399,11 @@ async def _read_target(ctx: TaskContext, rel: str) -> Target:
     try:
         return await locate(ctx, rel)
     except ToolError as e:
-        raise ToolError(f"File: {rel}\nError: {e}") from None  # Roo's read_file error form
+        raise ToolError(f"File: {shown(rel)}\nError: {e}") from None  # Roo's read_file error form
 
 
 async def _read_file(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
-    rel = args["path"]
+    rel = shown(args["path"])
     if args.get("offset", 1) < 1:
         raise ToolError(
             f"Error: offset must be a 1-indexed line number (got {args['offset']}). Line numbers start at 1."
@@ -399,7 +411,7 @@ async def _read_file(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     anchor = (args.get("indentation") or {}).get("anchor_line")
     if anchor is not None and anchor < 1:
         raise ToolError(f"Error: anchor_line must be a 1-indexed line number (got {anchor}). Line numbers start at 1.")
-    target = await _read_target(ctx, rel)
+    target = await _read_target(ctx, args["path"])
     max_bytes = int(ctx.settings.get("read_max_bytes", 262144))
     body, is_error = await in_thread(f"reading file {rel}", _read_text, target.path, rel, args, max_bytes)
     return ToolOutcome(f"File: {rel}\n{body}", is_error=is_error)
@@ -446,21 +458,27 @@ def _list(target: Target, recursive: bool, limit: int) -> tuple[list[str], bool]
         if len(names) == limit:
             return names, True
         rel = entry.rel[len(base) :]
-        names.append(rel + "/" if entry.is_dir else rel)
+        names.append(shown(rel + "/" if entry.is_dir else rel))
     return names, False
+
+
+def list_text(target: Target, recursive: bool, limit: int) -> str:
+    """list_files' result (Roo's formatFilesList); the first prompt's
+    workspace listing is this too."""
+    names, hit_limit = _list(target, recursive, limit)
+    names.sort(key=functools.cmp_to_key(_roo_order))
+    if hit_limit:
+        return "\n".join(names) + "\n\n" + LIST_TRUNCATED
+    return "\n".join(names) if names else "No files found."
 
 
 async def _list_files(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     rel = args["path"]
     target = await locate(ctx, rel, is_dir=True)
     if not await in_thread("listing files", target.path.is_dir):
-        raise ToolError(f"Error listing files: '{rel}' is not a directory (use read_file for files).")
+        raise ToolError(f"Error listing files: {quoted(rel)} is not a directory (use read_file for files).")
     limit = int(ctx.settings.get("list_max_entries", 500))
-    names, hit_limit = await in_thread("listing files", _list, target, bool(args.get("recursive")), limit)
-    names.sort(key=functools.cmp_to_key(_roo_order))
-    if hit_limit:
-        return ToolOutcome("\n".join(names) + "\n\n" + LIST_TRUNCATED)
-    return ToolOutcome("\n".join(names) if names else "No files found.")
+    return ToolOutcome(await in_thread("listing files", list_text, target, bool(args.get("recursive")), limit))
 
 
 async def _approve_list(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -490,7 +508,7 @@ def prepare_content(content: str) -> str:
 
 def _old_content(path: Path) -> str:
     if path.is_dir():
-        raise ToolError(f"Cannot write to '{path.name}': it is a directory.")
+        raise ToolError(f"Cannot write to {quoted(path.name)}: it is a directory.")
     if not path.exists():
         return ""
     return path.read_text(encoding="utf-8", errors="replace")
@@ -503,9 +521,10 @@ def _write_preview(path: Path, rel: str, content: str) -> str:
 async def _approve_write(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:
     target = await locate(ctx, args["path"])
     if approves(ctx, "write"):
-        await in_thread(f"reading file {args['path']}", _old_content, target.path)  # refuses a directory
+        await in_thread(f"reading file {shown(args['path'])}", _old_content, target.path)  # refuses a directory
         return None
-    diff = await in_thread(f"reading file {args['path']}", _write_preview, target.path, target.rel, args["content"])
+    action = f"reading file {shown(args['path'])}"
+    diff = await in_thread(action, _write_preview, target.path, target.rel, args["content"])
     return {"kind": "tool", "diff": diff}
 
 
@@ -516,7 +535,7 @@ def _write(path: Path, content: str) -> bool:
 
 async def _write_to_file(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     target = await locate(ctx, args["path"])
-    created = await in_thread(f"writing file {args['path']}", _write, target.path, args["content"])
+    created = await in_thread(f"writing file {shown(args['path'])}", _write, target.path, args["content"])
     return ToolOutcome(write_result(args["path"], created))
 
 

@@ -1,13 +1,23 @@
 """search_files: Roo's ripgrep output format, context lines, globs, caps,
-and the files it must skip."""
+and the files it must skip; ripgrep's process (timeout, huge lines, regex
+errors) and the paths it must refuse."""
 
 from __future__ import annotations
 
+import os
+import random
 from pathlib import Path
 
 import pytest
 
-from roo_daemon.engine.tools.search import expand_braces, glob_spec
+from roo_daemon.engine.tools import ripgrep
+from tests.needs import missing
+
+
+@pytest.fixture(autouse=True)
+def _needs_rg() -> None:
+    if ripgrep.find_rg() is None:
+        missing("ripgrep (rg) is not installed (pip install ripgrep==14.1.0, a dependency in setup.py)")
 
 
 def write(root: Path, rel: str, text: str | bytes) -> None:
@@ -91,11 +101,90 @@ async def test_caps_results_and_long_lines(ctx, workspace):
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_lines_are_capped_too_as_roo_reads_at_most_five_per_result(ctx, workspace):
+    """One result of a file where every line matches would be the whole file."""
+    ctx.settings["search_max_results"] = 10
+    write(workspace, "all.txt", "".join(f"match {i}\n" for i in range(2000)))
+    out = await ctx.call("search_files", path=".", regex="match")
+    lines = out.content.split("\n")
+    assert lines[0] == "Showing first 1 of 1+ results. Use a more specific search if necessary."
+    assert lines[2:4] == ["# all.txt", "  1 | match 0"] and lines[-2:] == [" 50 | match 49", "----"]
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_errors(ctx, workspace):
     bad = await ctx.call("search_files", path=".", regex="(unclosed")
-    assert bad.is_error and "invalid regex '(unclosed'" in bad.content
-    missing = await ctx.call("search_files", path="nope", regex="x")
-    assert missing.is_error and "does not exist" in missing.content
+    assert bad.is_error and "invalid regex '(unclosed'" in bad.content and "unclosed group" in bad.content
+    nope = await ctx.call("search_files", path="nope", regex="x")
+    assert nope.is_error and "does not exist" in nope.content
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_rust_regex_syntax_as_roo_documents(ctx, workspace):
+    """ripgrep's regex dialect: Unicode classes work, look-around is refused."""
+    write(workspace, "a.txt", "caf\u00e9 ok\n")
+    out = await ctx.call("search_files", path=".", regex=r"\p{L}+\s+ok")
+    assert out.content == "Found 1 result.\n\n# a.txt\n  1 | caf\u00e9 ok\n----"
+    look = await ctx.call("search_files", path=".", regex=r"(?<=caf)é")
+    assert look.is_error and "look-around" in look.content
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_symlink_to_a_rooignored_file_is_not_searched(ctx, workspace):
+    """Issue 9 item 6: the old walk searched a symlink whose target .rooignore blocks."""
+    write(workspace, ".rooignore", "private/\nsecret.txt\n")
+    write(workspace, "secret.txt", "needle secret\n")
+    write(workspace, "private/key.txt", "needle key\n")
+    write(workspace, "plain.txt", "needle\n")
+    os.symlink("secret.txt", workspace / "alias.txt")
+    os.symlink("private", workspace / "door")
+    os.symlink("private/key.txt", workspace / "key.txt")
+    out = await ctx.call("search_files", path=".", regex="needle")
+    assert out.content == "Found 1 result.\n\n# plain.txt\n  1 | needle\n----"
+    for path in ("alias.txt", "door", "key.txt"):
+        direct = await ctx.call("search_files", path=path, regex="needle")
+        assert direct.is_error and "blocked by the .rooignore file settings" in direct.content, path
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_gitignore_above_the_searched_directory_still_applies(ctx, workspace):
+    write(workspace, ".gitignore", "build/\n")
+    write(workspace, "src/build/gen.txt", "needle\n")
+    write(workspace, "src/main.txt", "needle\n")
+    out = await ctx.call("search_files", path="src", regex="needle")
+    assert out.content == "Found 1 result.\n\n# src/main.txt\n  1 | needle\n----"
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_fifo_is_refused_not_waited_on(ctx, workspace):
+    os.mkfifo(workspace / "pipe")
+    write(workspace, "a.txt", "needle\n")
+    out = await ctx.call("search_files", path="pipe", regex="needle")
+    assert out.is_error and "not a regular file or directory" in out.content
+    whole = await ctx.call("search_files", path=".", regex="needle")  # rg skips it while walking
+    assert whole.content == "Found 1 result.\n\n# a.txt\n  1 | needle\n----"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_huge_line_is_cut_with_its_line_number(ctx, workspace):
+    """A minified-file line of 3 MB: ripgrep's JSON record is far past the
+    reader's line cap; the result still shows the right line, cut."""
+    write(workspace, "app.min.js", "first\n" + "x" * 3_000_000 + " needle " + "y" * 100 + "\nlast\n")
+    out = await ctx.call("search_files", path=".", regex="needle")
+    assert out.content == (
+        "Found 1 result.\n\n# app.min.js\n  1 | first\n  2 | " + "x" * 500 + " [truncated...]\n  3 | last\n----"
+    )
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_search_past_the_timeout_is_stopped(ctx, workspace):
+    ctx.settings["search_timeout_seconds"] = 0.5
+    rng = random.Random(3)
+    raw = rng.randbytes(8 << 20).translate(bytes.maketrans(bytes(range(256)), b"ab" * 128))
+    # 8 MB of random a/b lines that keep rg's lazy DFA busy (seconds, not 0.5).
+    (workspace / "ab.txt").write_bytes(b"".join(raw[i : i + 39] + b"b\n" for i in range(0, len(raw) - 39, 40)))
+    out = await ctx.call("search_files", path=".", regex=r"(?:a|b|ab|ba)*a(?:a|b|ab){30}c")
+    assert out.is_error and "did not finish within 0.5 s" in out.content
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -105,8 +194,9 @@ async def test_a_single_file_can_be_searched(ctx, workspace):
     assert out.content == "Found 1 result.\n\n# one.txt\n  1 | alpha\n  2 | beta\n----"
 
 
-def test_globs():
-    assert expand_braces("*.{ts,tsx}") == ["*.ts", "*.tsx"]
-    assert expand_braces("{a,b}/{c,d}") == ["a/c", "a/d", "b/c", "b/d"]
-    spec = glob_spec("!*.md")
-    assert spec.match_file("x.py") and not spec.match_file("docs/x.md")
+@pytest.mark.gen_test(timeout=10)
+async def test_negated_glob(ctx, workspace):
+    write(workspace, "x.py", "needle\n")
+    write(workspace, "docs/x.md", "needle\n")
+    out = await ctx.call("search_files", path=".", regex="needle", file_pattern="!*.md")
+    assert out.content == "Found 1 result.\n\n# x.py\n  1 | needle\n----"
