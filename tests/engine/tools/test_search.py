@@ -20,6 +20,11 @@ def _needs_rg() -> None:
         missing("ripgrep (rg) is not installed (pip install ripgrep==14.1.0, a dependency in setup.py)")
 
 
+def one_hit(rel: str) -> str:
+    """The result of a search that finds ``needle`` on line 1 of ``rel`` only."""
+    return f"Found 1 result.\n\n# {rel}\n  1 | needle\n----"
+
+
 def write(root: Path, rel: str, text: str | bytes) -> None:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +73,7 @@ async def test_file_pattern_glob(ctx, workspace):
     assert "# b.ts" in ts.content and "# deep/c.tsx" in ts.content
     assert "a.py" not in ts.content and "d.md" not in ts.content
     sub = await ctx.call("search_files", path="deep", regex="needle", file_pattern="*.md")
-    assert sub.content == "Found 1 result.\n\n# deep/d.md\n  1 | needle\n----"
+    assert sub.content == one_hit("deep/d.md")
     none = await ctx.call("search_files", path=".", regex="needle", file_pattern="*.rs")
     assert none.content == "Found 0 results."
 
@@ -84,7 +89,7 @@ async def test_skips_gitignored_hidden_binary_and_rooignored_files(ctx, workspac
     write(workspace, "secret.txt", "needle\n")
     write(workspace, "plain.txt", "needle\n")
     out = await ctx.call("search_files", path=".", regex="needle")
-    assert out.content == "Found 1 result.\n\n# plain.txt\n  1 | needle\n----"
+    assert out.content == one_hit("plain.txt")
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -140,7 +145,7 @@ async def test_a_symlink_to_a_rooignored_file_is_not_searched(ctx, workspace):
     os.symlink("private", workspace / "door")
     os.symlink("private/key.txt", workspace / "key.txt")
     out = await ctx.call("search_files", path=".", regex="needle")
-    assert out.content == "Found 1 result.\n\n# plain.txt\n  1 | needle\n----"
+    assert out.content == one_hit("plain.txt")
     for path in ("alias.txt", "door", "key.txt"):
         direct = await ctx.call("search_files", path=path, regex="needle")
         assert direct.is_error and "blocked by the .rooignore file settings" in direct.content, path
@@ -152,7 +157,7 @@ async def test_gitignore_above_the_searched_directory_still_applies(ctx, workspa
     write(workspace, "src/build/gen.txt", "needle\n")
     write(workspace, "src/main.txt", "needle\n")
     out = await ctx.call("search_files", path="src", regex="needle")
-    assert out.content == "Found 1 result.\n\n# src/main.txt\n  1 | needle\n----"
+    assert out.content == one_hit("src/main.txt")
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -162,7 +167,7 @@ async def test_a_fifo_is_refused_not_waited_on(ctx, workspace):
     out = await ctx.call("search_files", path="pipe", regex="needle")
     assert out.is_error and "not a regular file or directory" in out.content
     whole = await ctx.call("search_files", path=".", regex="needle")  # rg skips it while walking
-    assert whole.content == "Found 1 result.\n\n# a.txt\n  1 | needle\n----"
+    assert whole.content == one_hit("a.txt")
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -199,4 +204,4 @@ async def test_negated_glob(ctx, workspace):
     write(workspace, "x.py", "needle\n")
     write(workspace, "docs/x.md", "needle\n")
     out = await ctx.call("search_files", path=".", regex="needle", file_pattern="!*.md")
-    assert out.content == "Found 1 result.\n\n# x.py\n  1 | needle\n----"
+    assert out.content == one_hit("x.py")
