@@ -176,15 +176,30 @@ class SessionManager:
             problem = "is not an existing directory"
         else:
             path = path.resolve()
-            if not any(path == root or root in path.parents for root in self.roots):
-                problem = (
-                    "is not under any configured workspaces.roots"
-                    if self.roots
-                    else "cannot be used: no workspaces.roots are configured"
-                )
+            problem = self._placement_problem(path)
         if problem:
             raise validation_problem([{"pointer": "/body/workspace", "message": problem}])
         return str(path)
+
+    def _placement_problem(self, path: Path) -> str | None:
+        """Why the (resolved) ``path`` cannot be a session's workspace, or None.
+
+        A root is a parent of workspaces, never one itself: a session on a
+        root, or on a directory holding one, would reach every workspace
+        under it, other tenants' included. And a workspace never overlaps
+        the data dir, which holds the store and the managed workspaces."""
+        if not self.roots:
+            return "cannot be used: no workspaces.roots are configured"
+        if path in self.roots:
+            return "is a workspaces.roots entry itself: a root holds workspaces; use a directory under it"
+        if any(path in root.parents for root in self.roots):
+            return "contains a workspaces.roots entry: use a directory that holds no root"
+        if not any(root in path.parents for root in self.roots):
+            return "is not under any configured workspaces.roots"
+        data = self.data_dir.resolve()
+        if path == data or data in path.parents or path in data.parents:
+            return "overlaps the daemon's data dir (its store and managed workspaces)"
+        return None
 
     async def list(self, principal: Principal, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
         owner = None if principal.is_admin else principal.name
