@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="print a new random key once, with the config entry holding its hash")
     create.add_argument("name", help="the principal's name (letters, digits, _.@-)")
     create.add_argument("--scopes", default="read,write", help="comma-separated: read, write, admin")
+    vacuum = sub.add_parser("vacuum", help="shrink a stopped daemon's store and let it shrink by itself from then on")
+    vacuum.add_argument("--config", help="YAML configuration file")
+    vacuum.add_argument("--data-dir", help="the data dir (overrides store.data_dir)")
     add_watch(sub, [connection_flags()])
     add_commands(sub)
     return p
@@ -91,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"roo-daemon: configuration error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "vacuum":
+        from pathlib import Path
+
+        from roo_daemon.store.vacuum import vacuum_store
+
+        return vacuum_store(Path(cfg["store"]["data_dir"]).expanduser().resolve())
     if args.command == "check-config":
         print(
             f"configuration OK: listening on {cfg['server']['host']}:{cfg['server']['port']}, "

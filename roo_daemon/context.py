@@ -20,14 +20,12 @@ from roo_daemon.ratelimit import RateLimiter
 from roo_daemon.sessions.manager import SessionManager
 from roo_daemon.spec import Spec
 from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStore, TaskStore
-from roo_daemon.store.database import storage_error
+from roo_daemon.store.database import DB_FILE, storage_error
 from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
 from roo_daemon.tasks.recovery import recover
 from roo_daemon.tasks.runner import TaskRunner
 from roo_daemon.ws.handlers import FrameValidator
-
-DB_FILE = "roo-daemon.sqlite3"
 
 
 class StartupError(Exception):

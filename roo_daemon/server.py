@@ -142,6 +142,12 @@ class Daemon:
         for name, provider in ctx.sessions.providers.items():
             if provider.kind == "scripted":
                 log.info("provider %r is scripted: an offline, deterministic script, not a real model", name)
+        if not ctx.db.reclaims_space:
+            log.warning(
+                "the store was made before incremental vacuum: it keeps the space pruned events used;"
+                " stop the daemon and run `roo-daemon vacuum` once to convert it",
+                extra={"store": str(ctx.db.path)},
+            )
         if any(ctx.recovered.values()):
             log.info("recovered tasks from the last run", extra=ctx.recovered)
         log.info(
@@ -158,6 +164,7 @@ class Daemon:
         try:
             await self.ctx.bus.prune(ev["retention_max_events"], ev["retention_seconds"])
             await self.ctx.sessions.idempotency.prune()  # one guard, shared with the task manager
+            await self.ctx.db.reclaim()  # the file shrinks too, not only the row count
         except Exception:
             log.exception("pruning failed")
 

@@ -134,9 +134,22 @@ def _no_space(where: Path) -> bool:
         return False
 
 
+DB_FILE = "roo-daemon.sqlite3"  # in the data dir
+# Pruned space is given back in steps this big (pages of 4 KiB), each a short
+# job of its own on the writer thread, so commits queued meanwhile go between.
+RECLAIM_STEP_PAGES = 256
+# The WAL file is cut back to this after a checkpoint, not left at its largest.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
+
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    # Before anything writes the file's first page (journal_mode=WAL does): a
+    # new store can then give pruned space back (see Database.reclaim). On an
+    # existing file it changes nothing until a VACUUM (roo-daemon vacuum).
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
     conn.execute("PRAGMA foreign_keys=OFF")
     return conn
@@ -232,6 +245,7 @@ class Database:
         self.unwritable: StorageUnavailable | None = None  # why the last write failed, until one succeeds
         self._last_ok = time.monotonic()  # the last commit that wrote without a storage failure
         self._probe: asyncio.Future | None = None
+        self.reclaims_space = True  # auto_vacuum is INCREMENTAL (a store made before it is not)
         self.closed = False
 
     async def open(self) -> None:
@@ -253,6 +267,7 @@ class Database:
         conn = _connect(self.path, self.synchronous)
         try:
             migrate(conn, SCHEMA, str(self.path.parent))  # refuses a newer release's store
+            self.reclaims_space = conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
             # One write: an existing store on a full disk fails here, at start, not on the first request.
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -430,6 +445,46 @@ class Database:
         """Wait until everything queued so far is committed."""
         while self._flushing is not None:
             await asyncio.shield(self._flushing)
+
+    # -- space ------------------------------------------------------------
+
+    async def reclaim(self) -> int:
+        """Give the pages that deletes (retention) freed back to the file
+        system: ``PRAGMA incremental_vacuum`` in steps of
+        ``RECLAIM_STEP_PAGES``, each a job of its own on the writer thread
+        (commits queued meanwhile run between steps), then a passive
+        checkpoint, which cuts the file once the WAL is folded in. Returns
+        the pages freed. Off the request path: the pruner calls it."""
+        if not self.reclaims_space:
+            return 0
+        loop = asyncio.get_running_loop()
+        freed = 0
+        try:
+            while not self.closed:
+                step = await loop.run_in_executor(self._writer, self._reclaim_step)
+                freed += step
+                if step < RECLAIM_STEP_PAGES:
+                    break
+            if freed and not self.closed:
+                await loop.run_in_executor(self._writer, self._checkpoint, "PASSIVE")
+        except sqlite3.Error as e:  # a full disk: moving pages needs room in the WAL
+            log.warning("could not give pruned space back to the file system: %s", e)
+        return freed
+
+    def _reclaim_step(self) -> int:
+        conn = self._wconn
+        assert conn is not None
+        before = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if not before:
+            return 0
+        # executescript steps the pragma to its end (execute() would free one page)
+        # and commits at once: nothing else runs on this thread meanwhile.
+        conn.executescript(f"PRAGMA incremental_vacuum({RECLAIM_STEP_PAGES})")
+        return before - conn.execute("PRAGMA freelist_count").fetchone()[0]
+
+    def _checkpoint(self, mode: str) -> None:
+        assert self._wconn is not None
+        self._wconn.execute(f"PRAGMA wal_checkpoint({mode})")
 
     # -- reads ----------------------------------------------------------
 
