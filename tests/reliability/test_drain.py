@@ -19,7 +19,7 @@ import threading
 from tests.contract import check_response
 from tests.server.conftest import DaemonFactory, daemon_factory  # noqa: F401 (fixture)
 from tests.server.daemon_process import TIMEOUT, has_msg
-from tests.server.test_lifecycle import http_request, recv_head
+from tests.server.test_lifecycle import half_sent_session_post, http_request
 
 SHUTTING_DOWN = "urn:roo-daemon:problem:shutting-down"
 
@@ -66,15 +66,7 @@ def test_requests_on_open_connections_are_refused_while_in_flight_ones_finish(
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert read_response(sock, "GET", "/healthz").status == 200
 
-    # In flight at SIGTERM: its body is only half sent (see test_lifecycle's drain test).
-    body = json.dumps({"name": "in flight"}).encode()
-    slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    slow.sendall(
-        b"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
-    )
-    assert recv_head(slow).startswith(b"HTTP/1.1 100")
-    slow.sendall(body[:5])
+    slow, rest = half_sent_session_post(port, "in flight")  # in flight at SIGTERM: its body half sent
 
     d.send_signal(signal.SIGTERM)
     d.wait_for_log("received SIGTERM")
@@ -92,7 +84,7 @@ def test_requests_on_open_connections_are_refused_while_in_flight_ones_finish(
         sock.close()
     assert d.proc is not None and d.proc.poll() is None  # still draining: the slow request holds it
 
-    slow.sendall(body[5:])
+    slow.sendall(rest)
     resp = read_response(slow, "POST", "/api/v1/sessions")
     assert resp.status == 201, resp.raw  # type: ignore[attr-defined]  # handled, and answered in full
     assert resp.headers["Connection"] == "close"  # it was in flight when the drain began

@@ -63,6 +63,23 @@ def http_request(conn: http.client.HTTPConnection, method: str, path: str, body:
     return resp.status, json.loads(raw) if raw else None
 
 
+def half_sent_session_post(port: int, name: str) -> tuple[socket.socket, bytes]:
+    """A ``POST /api/v1/sessions`` in flight: its headers and the start of its
+    body are sent; returns the socket and the rest of the body. With
+    ``Expect: 100-continue`` the daemon answers "100 Continue" only once the
+    handler exists (and so is counted in flight), which makes the order
+    deterministic."""
+    body = json.dumps({"name": name}).encode()
+    slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    slow.sendall(
+        b"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
+    )
+    assert recv_head(slow).startswith(b"HTTP/1.1 100")
+    slow.sendall(body[:5])
+    return slow, body[5:]
+
+
 def recv_head(sock: socket.socket) -> bytes:
     """Bytes up to and including the first blank line (one response head)."""
     data = b""
@@ -145,17 +162,7 @@ def test_drain_answers_readyz_503_refuses_new_connections_and_finishes_inflight_
     assert http_request(probe, "GET", "/readyz") == (200, {"status": "ready"})
     probe_sock = probe.sock
 
-    # A request whose body has not all arrived: with Expect: 100-continue the
-    # daemon answers "100 Continue" only after the handler exists (and so is
-    # counted in flight), which makes the order deterministic.
-    body = json.dumps({"name": "in flight during the drain"}).encode()
-    slow = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-    slow.sendall(
-        b"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
-    )
-    assert recv_head(slow).startswith(b"HTTP/1.1 100")
-    slow.sendall(body[:5])
+    slow, rest = half_sent_session_post(port, "in flight during the drain")
 
     d.send_signal(signal.SIGTERM)
     # The stop begins on the loop iteration after this record is written,
@@ -171,7 +178,7 @@ def test_drain_answers_readyz_503_refuses_new_connections_and_finishes_inflight_
         socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
     assert d.proc is not None and d.proc.poll() is None  # still draining: our request holds it
 
-    slow.sendall(body[5:])
+    slow.sendall(rest)
     resp = http.client.HTTPResponse(slow, method="POST")
     resp.begin()
     raw = resp.read()
