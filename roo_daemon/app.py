@@ -20,6 +20,7 @@ from roo_daemon.api.meta import (
     OpenApiYamlHandler,
     ReadyHandler,
 )
+from roo_daemon.checkpoints.handlers import CheckpointDiffHandler, CheckpointRestoreHandler, CheckpointsHandler
 from roo_daemon.context import AppContext
 from roo_daemon.logs import access_logger
 from roo_daemon.sessions.handlers import SessionHandler, SessionsHandler
@@ -49,6 +50,9 @@ ROUTES: list[tuple[str, type]] = [
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/responses", TaskResponsesHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/events", TaskEventsHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/messages", TaskMessagesHandler),
+    ("/api/v1/sessions/{session_id}/tasks/{task_id}/checkpoints", CheckpointsHandler),
+    ("/api/v1/sessions/{session_id}/tasks/{task_id}/diff", CheckpointDiffHandler),
+    ("/api/v1/sessions/{session_id}/tasks/{task_id}/checkpoints/{checkpoint_id}/restore", CheckpointRestoreHandler),
 ]
 
 

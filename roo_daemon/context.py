@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from roo_daemon.auth import Authenticator
+from roo_daemon.checkpoints.manager import CheckpointManager
+from roo_daemon.checkpoints.store import CheckpointStore
 from roo_daemon.clientip import parse_networks
 from roo_daemon.config import Config, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
@@ -51,6 +53,7 @@ class AppContext:
     limiter: RateLimiter
     trusted_proxies: list[Any]
     providers: dict[str, Provider]
+    checkpoints: CheckpointManager
     inflight: set[Any] = field(default_factory=set)  # REST handlers not yet finished
     websockets: set[Any] = field(default_factory=set)
     shutting_down: bool = False
@@ -79,6 +82,7 @@ class AppContext:
         """After the server stopped taking requests: interrupt the running
         tasks, drop kept-alive provider connections, close the store."""
         await self.runner.shutdown()
+        await self.checkpoints.close()
         for provider in self.providers.values():
             provider.close()
         try:
@@ -166,6 +170,11 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         {"max_requests": cfg["engine"]["max_requests"], "max_cost_usd": cfg["engine"]["max_cost_usd"]},
         cfg["limits"],
     )
+    checkpoints = CheckpointManager(
+        cfg["checkpoints"], data_dir, CheckpointStore(db), bus, sessions, tasks, idempotency
+    )
+    await checkpoints.start()  # says once if git is missing
+    engine.checkpoints = checkpoints
     ctx = AppContext(
         config=cfg,
         spec=spec,
@@ -182,6 +191,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         limiter=RateLimiter(cfg["limits"]),
         trusted_proxies=parse_networks(cfg["server"]["trusted_proxies"]),
         providers=providers,
+        checkpoints=checkpoints,
     )
     ctx.recovered = await recover(runner, sessions.sessions, engine_cfg["resume_interrupted"])
     return ctx

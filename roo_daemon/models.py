@@ -26,6 +26,7 @@ AUTO_APPROVE_DEFAULTS: dict[str, Any] = {
     "subtasks": False,
 }
 SANDBOX_DEFAULTS: dict[str, Any] = {"network": True}
+CHECKPOINTS_DEFAULTS: dict[str, Any] = {"enabled": True}
 
 
 def new_id(prefix: str) -> str:
@@ -58,6 +59,7 @@ class Session:
     metadata: dict[str, str] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=lambda: dict(SANDBOX_DEFAULTS))
     ask_timeouts: dict[str, int] = field(default_factory=dict)  # ask kind -> seconds; none: asks wait forever
+    checkpoints: dict[str, Any] = field(default_factory=lambda: dict(CHECKPOINTS_DEFAULTS))
 
     def to_resource(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict (a deep copy, and the single

@@ -66,6 +66,18 @@ RESULTS: dict[str, Any] = {
             "bwrap-rooignore": {"median_ms": 9.0},
         }
     },
+    "checkpoints": {
+        "checkpoint": {
+            "files": 10000,
+            "first_checkpoint_ms": 2500.0,
+            "one_file_changed": {"median_ms": 120.0, "p90_ms": 180.0},
+            "nothing_changed": {"median_ms": 60.0, "p90_ms": 80.0},
+        },
+        "per_tool_call": {
+            "small": {"added_ms_per_call": 30.0, "ms_per_call_checkpoints_off": 3.0},
+            "large": {"added_ms_per_call": 120.0, "ms_per_call_checkpoints_off": 3.5},
+        },
+    },
 }
 
 
@@ -81,6 +93,7 @@ def test_a_run_that_kept_every_promise_passes(tmp_path: Path) -> None:
     proc = check(tmp_path, RESULTS)
     assert proc.returncode == 0, proc.stderr
     assert "| WebSocket fan-out to 50 subscribers" in proc.stdout
+    assert "| checkpoint of 10,000 small files, one changed (median / p90) | 120 ms / 180 ms" in proc.stdout
     assert "FAILED" not in proc.stderr
 
 

@@ -66,7 +66,9 @@ class AgentLoop:
         custom_instructions: str = "",
         delta_window: float = DEFAULT_WINDOW_SECONDS,
         condense_threshold_percent: float = 80,
+        checkpoints: Any = None,
     ) -> None:
+        self.checkpoints = checkpoints  # roo_daemon.checkpoints.manager.CheckpointManager, or None
         self.providers = providers
         self.tools = tools
         self.metrics = metrics
@@ -95,7 +97,9 @@ class AgentLoop:
             state.pop("answer", None)
             state.pop("resume", None)
             await self._first_message(ctx, conv)
+            await self._started(ctx, conv)
         else:
+            await self._started(ctx, conv)  # before a resumed call runs again
             result = await self._resume(ctx, conv)
             if result is not None:
                 return result
@@ -210,6 +214,7 @@ class AgentLoop:
         state = ctx.task.state
         denied = False
         for call in calls:
+            ran = not denied
             if denied:
                 outcome = await self.tools.skip(ctx, call, SKIPPED.format(call.name))
             else:
@@ -228,11 +233,26 @@ class AgentLoop:
                 "source": "tool",
             }
             ctx.record([conv.add(message)], ("tool.result", result_event(call, outcome)))
+            if ran and not outcome.denied:  # it ran: it may have changed files
+                await self._checkpoint(ctx, call, conv)
             if outcome.mistake:
                 state["mistakes"] += 1
             elif not outcome.is_error:
                 state["mistakes"] = 0
         return None
+
+    async def _started(self, ctx: TaskContext, conv: Conversation) -> None:
+        """The task's starting point, for its checkpoints (each records the
+        conversation row it follows: where a restore of files and
+        conversation cuts)."""
+        if self.checkpoints is not None:
+            await self.checkpoints.task_started(ctx, conv.next_n - 1)
+
+    async def _checkpoint(self, ctx: TaskContext, call: ToolCall, conv: Conversation) -> None:
+        """After a call of a tool that may change files, stored with its result."""
+        tool = self.tools.tools.get(call.name)
+        if self.checkpoints is not None and tool is not None and tool.changes_files:
+            await self.checkpoints.after_tool(ctx, call.name, call.id, conv.next_n - 1)
 
     def _mode(self, ctx: TaskContext) -> Mode:
         mode = ctx.modes.get(ctx.task.mode)

@@ -16,7 +16,7 @@ from roo_daemon.engine.modes import ModeError, available_modes
 from roo_daemon.engine.providers.base import Provider
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
-from roo_daemon.models import AUTO_APPROVE_DEFAULTS, SANDBOX_DEFAULTS, Session, new_id, now_iso
+from roo_daemon.models import AUTO_APPROVE_DEFAULTS, CHECKPOINTS_DEFAULTS, SANDBOX_DEFAULTS, Session, new_id, now_iso
 from roo_daemon.pagination import decode_cursor, encode_cursor
 from roo_daemon.problems import Problem, not_found, validation_problem
 from roo_daemon.store import SessionStore
@@ -158,6 +158,7 @@ class SessionManager:
             metadata=body.get("metadata", {}),
             sandbox={**SANDBOX_DEFAULTS, **body.get("sandbox", {})},
             ask_timeouts=dict(body.get("ask_timeouts", {})),
+            checkpoints={**CHECKPOINTS_DEFAULTS, **body.get("checkpoints", {})},
             created_at=now_iso(),
             owner=principal.name,
         )

@@ -65,7 +65,8 @@ class TaskManager:
             # an accepted request replays it even at the cap.
             self._reserve_live_slot(principal)
             try:
-                return await insert_and_submit(record)
+                with self.runner.gate.task_starting(session.id):  # 409 while a checkpoint is restored
+                    return await insert_and_submit(record)
             finally:
                 self._creating[principal.name] -= 1
 
@@ -231,7 +232,10 @@ class TaskManager:
             )
             run.mail()  # and after it: a turn that read the store before the commit reads it again
         else:
-            await self.runner.continue_task(task, session, reason="continue", first=("message.user", said), write=write)
+            with self.runner.gate.task_starting(session.id):  # 409 while a checkpoint is restored
+                await self.runner.continue_task(
+                    task, session, reason="continue", first=("message.user", said), write=write
+                )
         return message_id
 
     async def message_page(self, principal: Principal, session_id: str, task_id: str, after: int, limit: int) -> dict:

@@ -26,6 +26,7 @@ from roo_daemon.problems import Problem
 from roo_daemon.store import InboxStore, MessageStore, TaskStore
 from roo_daemon.store.database import WriteFn
 from roo_daemon.store.sqlite import StaleWrite, chain
+from roo_daemon.tasks.gate import SessionGate
 from roo_daemon.tasks.run import TaskRun
 
 log = logging.getLogger("roo_daemon.tasks")
@@ -67,6 +68,7 @@ class TaskRunner:
         self._queue: collections.deque[str] = collections.deque()
         self._running = 0
         self._accepting = True
+        self.gate = SessionGate()  # new tasks and checkpoint restores exclude each other
 
     def live(self, task_id: str) -> TaskRun | None:
         return self.runs.get(task_id)

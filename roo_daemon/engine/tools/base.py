@@ -47,8 +47,13 @@ class Tool:
     run: Callable[[TaskContext, dict[str, Any]], Awaitable[ToolOutcome]]
     # Builds the ask payload for approval, or None when no approval is needed.
     approval: Callable[[TaskContext, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
+    # May change files in the workspace: a checkpoint follows each call.
+    # None: the edit and command tools do; an MCP tool says so itself.
+    changes_files: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.changes_files is None:
+            self.changes_files = self.group in ("edit", "command")
         self._validator = jsonschema.Draft202012Validator(self.parameters)
 
     def check(self, args: dict[str, Any]) -> str | None:
