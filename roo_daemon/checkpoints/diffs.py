@@ -5,6 +5,8 @@ many lines (``-`` for binary files), and the unified patch is split at its
 ``diff --git`` headers and matched to paths by name, so a file whose type
 changed (two sections for one path) still gets one entry. Binary files are
 named and counted, never dumped: git writes ``Binary files ... differ``.
+A name that is not UTF-8 is shown with ``\\xNN`` escapes (JSON cannot
+carry its bytes).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def parse_name_status(out: bytes) -> list[dict[str, str]]:
     files = []
     for i in range(0, len(parts) - 1, 2):
         code = parts[i].decode()[:1]
-        files.append({"path": parts[i + 1].decode(errors="surrogateescape"), "status": STATUS.get(code, code)})
+        files.append({"path": parts[i + 1].decode(errors="backslashreplace"), "status": STATUS.get(code, code)})
     return files
 
 
@@ -34,7 +36,7 @@ def parse_numstat(out: bytes) -> dict[str, tuple[int | None, int | None]]:
         if not record:
             continue
         added, deleted, path = record.split(b"\t", 2)
-        counts[path.decode(errors="surrogateescape")] = (
+        counts[path.decode(errors="backslashreplace")] = (
             None if added == b"-" else int(added),
             None if deleted == b"-" else int(deleted),
         )
@@ -71,7 +73,7 @@ def header_path(header: bytes) -> str:
         path = _unquote(quoted.group(1))[2:]
     else:
         path = rest[2 : (len(rest) - 1) // 2]
-    return path.decode(errors="surrogateescape")
+    return path.decode(errors="backslashreplace")
 
 
 def split_patch(patch: bytes) -> dict[str, str]:

@@ -23,6 +23,7 @@ from roo_daemon.checkpoints.restore import Restorer
 from roo_daemon.checkpoints.retention import Retention
 from roo_daemon.checkpoints.store import CheckpointStore, Row
 from roo_daemon.events import EventBus
+from roo_daemon.events.bus import UnstorableEvent
 from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.models import Session, new_id, now_iso
 from roo_daemon.pagination import decode_cursor, encode_cursor
@@ -114,14 +115,18 @@ class CheckpointManager:
             "skipped": snap.skipped[:FILES_CAP],
         }
         data = {"checkpoint_id": cid, **{k: v for k, v in doc.items() if k not in ("id", "session_id", "created_at")}}
-        self.bus.publish(
-            "checkpoint.saved",
-            data,
-            session_id=session.id,
-            task_id=task.id,
-            owner=session.owner,
-            write=CheckpointStore.insert(doc, repo_key(session.workspace), snap.commit, message_n),
-        )
+        try:
+            self.bus.publish(
+                "checkpoint.saved",
+                data,
+                session_id=session.id,
+                task_id=task.id,
+                owner=session.owner,
+                write=CheckpointStore.insert(doc, repo_key(session.workspace), snap.commit, message_n),
+            )
+        except UnstorableEvent as e:  # paths are escaped for JSON already; never fail the task over it
+            log.warning("task %s: checkpoint %s not recorded: %s", task.id, cid, e)
+            return
         self._maybe_gc(session.workspace)
 
     async def _has_checkpoints(self, task_id: str) -> bool:

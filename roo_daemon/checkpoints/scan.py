@@ -32,6 +32,13 @@ class Changed:
     deleted: bool = False
 
 
+def display(path: str) -> str:
+    """A path as the API shows it: a name that is not UTF-8 (kept as
+    surrogate escapes, to reach the file) gets ``\\xNN`` escapes instead,
+    which JSON and the event log can carry."""
+    return path.encode(errors="surrogateescape").decode(errors="backslashreplace")
+
+
 def parse_listing(out: bytes) -> list[Changed]:
     """Parse ``git ls-files -z -t -m -d -o --exclude-standard``: ``?`` new,
     ``C`` changed, ``R`` removed (a removed file is also listed as changed).

@@ -29,7 +29,7 @@ from typing import Any
 from roo_daemon.checkpoints import diffs
 from roo_daemon.checkpoints.excludes import ATTRIBUTES, exclude_file
 from roo_daemon.checkpoints.git import Git, GitError
-from roo_daemon.checkpoints.scan import classify, parse_listing
+from roo_daemon.checkpoints.scan import classify, display, parse_listing
 
 # Objects of a large ``add`` go straight into one pack (git's bulk check-in
 # for "big" files): loose objects cost a file each, 5 to 10 times slower for
@@ -135,9 +135,10 @@ class ShadowRepo:
                 await ref
                 files = []
             self.tips[task_id] = commit
-            skipped_paths = {s["path"] for s in staged.skipped}
+            skipped = [{"path": display(s["path"]), "reason": s["reason"]} for s in staged.skipped]
+            skipped_paths = {s["path"] for s in skipped}
             files = [f for f in files if f["path"] not in skipped_paths]
-            return Snapshot(commit, files, staged.skipped)
+            return Snapshot(commit, files, skipped)
 
     async def restore(self, task_id: str, commit: str, rewind: bool) -> list[dict[str, str]]:
         """Put the workspace back to ``commit``: changed files rewritten,

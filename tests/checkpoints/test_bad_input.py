@@ -50,6 +50,10 @@ async def test_checkpoints_skip_what_they_must_and_stay_inside(daemon_factory: D
         f.truncate(BIG)  # sparse: 50 MB long, nothing to read
     (ws / "secret.txt").write_text("unreadable")
     (ws / "secret.txt").chmod(0)
+    latin1 = ws / os.fsdecode(b"caf\xe9.txt")  # a name that is not UTF-8
+    latin1.write_text("unreadable too")
+    latin1.chmod(0)
+    (ws / os.fsdecode(b"na\xefve.txt")).write_text("recorded, shown escaped\n")
     os.symlink(outside / "secret", ws / "link")
     os.symlink(outside / "dir", ws / "linkdir")
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
@@ -77,7 +81,7 @@ async def test_checkpoints_skip_what_they_must_and_stay_inside(daemon_factory: D
     items = await checkpoints(api, session["id"], task["id"])
     assert [c["after_tool"] for c in items] == [None, "write_to_file"]
     reasons = {s["path"]: s["reason"] for s in items[0]["skipped"]}
-    assert set(reasons) == {"big.txt", "secret.txt", "sub", "empty-repo"}, reasons
+    assert set(reasons) == {"big.txt", "secret.txt", "caf\\xe9.txt", "sub", "empty-repo"}, reasons
     assert reasons["big.txt"].startswith("larger than checkpoints.max_file_bytes (52428800 >")
     assert reasons["secret.txt"] == "cannot be read: Permission denied"
     assert "nested git repository" in reasons["sub"] and "nested git repository" in reasons["empty-repo"]
@@ -85,6 +89,7 @@ async def test_checkpoints_skip_what_they_must_and_stay_inside(daemon_factory: D
     assert events[0]["data"]["skipped"] == items[0]["skipped"]
     assert items[1]["files_changed"] == [{"path": "a.txt", "status": "added"}]
 
+    json_accept = {"Accept": "application/json"}
     start, end = items[0]["id"], items[1]["id"]
     # What the task's checkpoints hold: the links as links (their target's
     # path, never its content), the stray .git's neighbour, nothing skipped.
@@ -93,14 +98,21 @@ async def test_checkpoints_skip_what_they_must_and_stay_inside(daemon_factory: D
         ["git", "--git-dir", str(repo / "git"), "ls-tree", "-r", f"refs/roo/{task['id']}"],
         check=True,
         capture_output=True,
-        text=True,
         env=env,
-    ).stdout
+    ).stdout.decode(errors="surrogateescape")
     modes = {line.split("\t")[1]: line.split()[0] for line in tree.splitlines()}
-    assert modes == {"a.txt": "100644", "deep/file.txt": "100644", "link": "120000", "linkdir": "120000"}
+    assert modes == {
+        "a.txt": "100644",
+        "deep/file.txt": "100644",
+        "link": "120000",
+        "linkdir": "120000",
+        os.fsdecode(b"na\xefve.txt"): "100644",
+    }
     r = await api.get(task_path(session["id"], task["id"], f"/diff?from={start}&to={end}"))
     assert r.status == 200 and "+new" in r.body.decode()
 
+    r = await api.get(task_path(session["id"], task["id"], f"/diff?from={end}&to={start}"), headers=json_accept)
+    assert [(f["path"], f["status"]) for f in r.json["files"]] == [("a.txt", "deleted")]
     assert (await restore(api, session["id"], task["id"], start)).status == 200
     assert not (ws / "a.txt").exists()
     assert {p: snapshot(ws)[p] for p in untouched} == untouched
