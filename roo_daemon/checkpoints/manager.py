@@ -56,7 +56,6 @@ class CheckpointManager:
         self._since_gc: dict[str, int] = {}
 
     async def start(self) -> None:
-        await self.store.create_tables()
         await self.repos.start()
         self.bus.subscribe(self.retention)  # session.deleted -> remove its checkpoints
         await self.retention.sweep()

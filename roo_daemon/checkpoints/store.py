@@ -5,7 +5,8 @@ event, so whoever sees the event can list the checkpoint. ``repo`` names the
 workspace's shadow repository (its directory under ``data_dir/checkpoints``);
 ``message_n`` is the last conversation row the task had stored when the
 checkpoint was taken, where a restore of files and conversation cuts.
-A restore's answer is kept by id for ``Idempotency-Key`` replays.
+A restore's answer is kept by id for ``Idempotency-Key`` replays. The
+tables are the store's schema version 3 (``roo_daemon/store/schema.py``).
 """
 
 from __future__ import annotations
@@ -19,25 +20,6 @@ from roo_daemon.store.database import Database, WriteFn
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS checkpoints (
-    n INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    task_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    repo TEXT NOT NULL,
-    commit_id TEXT NOT NULL,
-    message_n INTEGER,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS checkpoints_by_task ON checkpoints (task_id, n);
-CREATE INDEX IF NOT EXISTS checkpoints_by_session ON checkpoints (session_id);
-CREATE TABLE IF NOT EXISTS checkpoint_restores (
-    id TEXT PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    doc TEXT NOT NULL
-);
-"""
 
 
 @dataclass(slots=True)
@@ -58,13 +40,6 @@ _COLUMNS = "n, commit_id, message_n, doc"
 class CheckpointStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    async def create_tables(self) -> None:
-        """Until the store's schema versioning carries them: idempotent."""
-        # Statement by statement: executescript would commit the writer's
-        # open transaction (every write runs inside one).
-        statements = [s for s in SCHEMA.split(";") if s.strip()]
-        await self.db.write(lambda c: [c.execute(s) for s in statements])
 
     @staticmethod
     def insert(doc: dict[str, Any], repo: str, commit: str, message_n: int | None) -> WriteFn:

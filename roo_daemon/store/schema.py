@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version N's statements turn version N-1 into N.
 MIGRATIONS: dict[int, str] = {
@@ -38,6 +38,28 @@ CREATE TABLE inbox (
     doc TEXT NOT NULL
 );
 CREATE INDEX inbox_by_task ON inbox (task_id, seq);
+""",
+    # Checkpoints (roo_daemon/checkpoints/store.py): each task's, with the
+    # shadow repository commit and the conversation row it follows, and
+    # each restore's answer (kept for Idempotency-Key replays).
+    3: """
+CREATE TABLE checkpoints (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    task_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    message_n INTEGER,
+    doc TEXT NOT NULL
+);
+CREATE INDEX checkpoints_by_task ON checkpoints (task_id, n);
+CREATE INDEX checkpoints_by_session ON checkpoints (session_id);
+CREATE TABLE checkpoint_restores (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
 """,
 }
 
