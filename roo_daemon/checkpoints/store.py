@@ -21,7 +21,6 @@ from roo_daemon.store.database import Database, WriteFn
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-
 @dataclass(slots=True)
 class Row:
     n: int
