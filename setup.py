@@ -51,6 +51,9 @@ setup(
             # tests/security/test_fuzz.py (slow): property-based fuzzing of the
             # live daemon from openapi.yaml; its v4 CLI is what the test drives.
             "schemathesis>=4.0,<5",
+            # tests/engine/test_shell_vs_bash.py: generated command lines for the
+            # shell parser, checked against bash and dash themselves.
+            "hypothesis>=6.100",
         ],
         # locustfile.py: locust drives REST users; websocket-client gives its
         # WebSocket users a blocking client that locust's gevent makes cooperative.

@@ -114,3 +114,123 @@ def test_longest_prefix():
     assert longest_prefix("npm install", ["*", "npm"]) == "npm"
     assert longest_prefix("unknown", ["git", "npm"]) is None
     assert longest_prefix("anything", ["*"]) == "*"
+
+
+# Issue #9 item 7: a newline inside quotes neither splits a command nor hides one.
+QUOTED_NEWLINES = "echo 'a\necho b' ; touch X ; echo '\necho c'"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        QUOTED_NEWLINES,
+        'echo "a\necho b" ; touch X ; echo "\necho c"',
+        "echo 'x\n' && touch X",
+        "echo a\\\n; touch X",  # a line continuation, then a real separator
+        "echo $(echo ')\n') ; touch X",
+        "echo `echo '\n'` ; touch X",
+        "cat <<'EOF'\n'\nEOF\ntouch X",  # the quote is in a here-doc body, the touch is a command
+        'echo "$(printf \'\n"\')" ; touch X',
+    ],
+)
+def test_quoted_newlines_do_not_hide_a_command(command):
+    assert command_verdict(policy(allowed=["echo", "cat", "printf"]), command) == "ask"
+    decision = command_decision(policy(allowed=["echo", "cat", "printf"], denied=["touch"]), command)
+    assert decision.verdict == "deny" and "touch" in decision.reason
+    assert command_verdict(policy(execute=True), command, ["touch"]) == "deny"
+
+
+def test_quoted_separators_and_newlines_are_one_argument():
+    assert command_verdict(policy(allowed=["echo"]), "echo 'a\n; touch X'") == "allow"
+    assert command_verdict(policy(allowed=["echo"], denied=["touch"]), 'echo "a\ntouch X"') == "allow"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "r'm' -rf x",
+        'r"m" -rf x',
+        "\\rm -rf x",
+        "r\\\nm -rf x",
+        "{rm,-rf,x}",
+        "echo ok; ( rm -rf x )",
+        "{ rm -rf x; }",
+        "if true; then rm -rf x; fi",
+        "for f in a; do rm -rf $f; done",
+        "case a in a) rm -rf x;; esac",
+        "echo ${x:-$(rm -rf x)}",
+        "cat <<EOF\n$(rm -rf x)\nEOF",
+        "! rm -rf x",
+        "time rm -rf x",
+        "echo x |& rm -rf x",
+        "f() { rm -rf x; }",
+        "[[ -n x ]] && rm -rf x",
+        "echo $'\\' ; rm -rf x\necho '",  # bash: one quoted word; /bin/sh (dash): runs rm
+        "exec rm -rf x",
+        "command -p rm -rf x",
+        "builtin exec rm -rf x",
+    ],
+)
+def test_denied_command_found_in_every_shell_construct(command):
+    decision = command_decision(policy(execute=True, denied=["rm"]), command)
+    assert decision.verdict == "deny", decision
+
+
+# Issue #16 item 4: commands inside <(...) and >(...) meet the deny lists.
+@pytest.mark.parametrize(
+    "command", ["diff <(rm -rf x) y", "diff y <(ls) <(rm -rf x)", "tee >(rm -rf x) < f", "cat a<(rm -rf x)"]
+)
+def test_process_substitution_commands_meet_the_deny_lists(command):
+    permissive = policy(allowed=["diff", "tee", "cat", "ls"], denied=["rm"], execute=True)
+    decision = command_decision(permissive, command)
+    assert decision.verdict == "deny" and "rm -rf x" in decision.reason, decision
+    assert command_verdict(policy(allowed=["*"]), command, ["rm"]) == "deny"
+    assert command_verdict(policy(allowed=["diff", "tee", "cat", "ls", "rm"]), command) == "ask"
+
+
+@pytest.mark.parametrize(
+    "command, reason",
+    [
+        ("echo 'unbalanced", "could not be parsed"),
+        ('echo "unbalanced', "could not be parsed"),
+        ("echo $(echo", "could not be parsed"),
+        ("echo ok )", "could not be parsed"),
+        ("eval echo hi", "'eval'"),
+        ("source ./x.sh", "'source'"),
+        (". ./x.sh", "'.'"),
+        ("trap 'echo hi' EXIT", "'trap'"),
+        ("$CMD hi", "only known when it runs"),
+        ("$(echo echo) hi", "only known when it runs"),
+        ("/bin/ec? hi", "only known when it runs"),
+        ("echo $((x + 1))", "arithmetic"),
+        ("PS4='$(echo hi)' echo", "PS4"),
+        ("echo \"${x:-'}'}\"", "read differently"),
+        ("echo $'a'", "bash syntax"),
+        ("cat <<EOF\nno end line", "here-document"),
+        ("declare -n 'ref=a[$(id)]'", "'declare'"),
+        ("command eval echo", "'eval'"),
+        ("exec -a name echo", "'exec' runs a command this check cannot name"),
+        ("export PATH=./bin", "'export'"),
+        ("read 'a[$(id)]'", "'read'"),
+    ],
+)
+def test_what_the_parser_cannot_vouch_for_is_asked_not_allowed(command, reason):
+    decision = command_decision(
+        policy(allowed=["echo", "eval", "source", ".", "trap", "cat", "declare", "export", "read"]), command
+    )
+    assert decision.verdict == "ask" and reason in decision.reason, decision
+
+
+def test_wrappers_that_run_the_next_word_as_it_is():
+    assert command_verdict(policy(execute=True), "echo started; exec sleep 5") == "allow"
+    assert command_verdict(policy(allowed=["command -v"]), "command -v git") == "allow"
+    assert command_verdict(policy(allowed=["exec"], denied=["sleep"]), "exec sleep 5") == "deny"
+
+
+def test_here_docs_and_comments():
+    everything = policy(allowed=["cat", "echo"])
+    assert command_verdict(everything, "echo hi # ; rm -rf x") == "allow"
+    assert command_verdict(policy(allowed=["echo"], denied=["rm"]), "echo hi # ; rm -rf x") == "allow"
+    assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<'EOF'\n$(rm -rf x)\nEOF") == "ask"
+    assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<EOF\n$(rm -rf x)\nEOF") == "deny"
+    assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<EOF\n\\$(rm -rf x)\nEOF") == "ask"
