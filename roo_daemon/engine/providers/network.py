@@ -19,6 +19,7 @@ is sent only in its header, and scrubbed from every error message.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -324,7 +325,9 @@ class HttpProvider(ABC):
     def _message(self, problem: str, attempts: int, api_key: str | None = None) -> str:
         where = f"{self.kind} provider {self.name!r} (model {self.model})"
         tail = f" (after {attempts} attempt{'' if attempts == 1 else 's'})"
-        return _redact(f"{where}: {problem}{tail}", api_key)
+        # Only the provider's part is scrubbed: ours names the provider kind,
+        # which a test key may contain ("sk-fake-anthropic-...").
+        return f"{where}: {_redact(problem, api_key)}{tail}"
 
     def _record(self, outcome: str, seconds: float, usage: Usage | None) -> None:
         m = self.metrics
@@ -388,5 +391,46 @@ def _error_text(body: bytes) -> str:
     return text or "(empty body)"
 
 
+REDACT_MIN_CHARS = 8  # a shorter run of a key's characters is left alone (it would hit ordinary text)
+
+
 def _redact(text: str, api_key: str | None) -> str:
-    return text.replace(api_key, "[redacted]") if api_key else text
+    """Scrub a provider's key from an error text in any shape a server might
+    echo it: whole, truncated (any run of ``REDACT_MIN_CHARS`` or more of its
+    characters) or base64-encoded (standard and URL-safe alphabets, at each of
+    the three byte alignments it may sit at inside a longer encoded value,
+    such as a Basic ``user:key`` credential)."""
+    if not api_key:
+        return text
+    text = text.replace(api_key, "[redacted]")
+    grams = _secret_grams(api_key)
+    width = REDACT_MIN_CHARS
+    hidden = [False] * len(text)
+    for i in range(len(text) - width + 1):
+        if text[i : i + width] in grams:
+            hidden[i : i + width] = [True] * width
+    if not any(hidden):
+        return text
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if not hidden[i]:
+            out.append(ch)
+        elif i == 0 or not hidden[i - 1]:
+            out.append("[redacted]")
+    return "".join(out)
+
+
+def _secret_grams(secret: str) -> frozenset[str]:
+    """Every ``REDACT_MIN_CHARS``-long run of the secret and of its base64
+    forms: any longer run of theirs is a chain of these."""
+    forms = [secret]
+    raw = secret.encode()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for offset in range(3):
+            encoded = encode(b"\0" * offset + raw).decode().rstrip("=")
+            # Drop the characters that also carry bits of the bytes around the key.
+            lead = (4 * offset + 2) // 3
+            end = len(encoded) - (1 if (offset + len(raw)) % 3 else 0)
+            forms.append(encoded[lead:end])
+    width = REDACT_MIN_CHARS
+    return frozenset(form[i : i + width] for form in forms for i in range(len(form) - width + 1))
