@@ -18,7 +18,7 @@ from roo_daemon.config import ConfigError, load_config, prepare_data_dir
 from roo_daemon.watch import add_command as add_watch
 
 EXIT_CONFIG = 2
-CLIENT_COMMANDS = ("run", "tasks", "attach", "approve", "deny", "answer")
+CLIENT_COMMANDS = ("run", "tasks", "attach", "approve", "deny", "answer", "continue")
 
 
 class _Parser(argparse.ArgumentParser):

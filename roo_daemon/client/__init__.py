@@ -1,7 +1,7 @@
 """A small async client for roo-daemon, on Tornado's HTTP and WebSocket clients.
 
-The ``roo-daemon run | tasks | attach | approve | deny | answer |
-watch`` commands are built on it; programs that drive the daemon can use it
+The ``roo-daemon run | tasks | attach | approve | deny | answer | continue
+| watch`` commands are built on it; programs that drive the daemon can use it
 too::
 
     from roo_daemon.client import ClientError, DaemonClient

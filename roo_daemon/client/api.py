@@ -194,6 +194,23 @@ class DaemonClient:
         _, ask = await self.pending_ask(session_id, task_id)
         return await self.respond(session_id, task_id, ask["id"], True, text)
 
+    async def continue_task(
+        self,
+        session_id: str,
+        task_id: str,
+        text: str,
+        images: list[str] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Send the task a new user message: a finished task runs again from
+        its conversation; a running one gets it at its next turn."""
+        body: dict[str, Any] = {"text": text}
+        if images:
+            body["images"] = images
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self.request("POST", self._task_path(session_id, task_id, "/messages"), body=body, headers=headers)
+
     async def task_events(self, session_id: str, task_id: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
         """One page of the task's stored events (``items``, ``next_after``, ``has_more``)."""
         return await self.request(

@@ -1,5 +1,5 @@
 """The client commands: ``run``, ``tasks``, ``attach``, ``approve``, ``deny``,
-``answer`` (``watch`` is in ``roo_daemon/watch.py``).
+``answer``, ``continue`` (``watch`` is in ``roo_daemon/watch.py``).
 
 Exit statuses, for scripts and CI: 0 the task completed (or the command did
 what it said), 1 the task failed or the daemon could not be reached or
@@ -81,6 +81,13 @@ def add_commands(sub: Any) -> None:
     answer.add_argument("task")
     answer.add_argument("text")
     answer.add_argument("--session", help="the task's session (saves looking it up)")
+
+    cont = sub.add_parser("continue", parents=[conn], help="send a task a new message and follow it")
+    cont.add_argument("task")
+    cont.add_argument("text")
+    cont.add_argument("--session", help="the task's session (saves looking it up)")
+    cont.add_argument("--detach", action="store_true", help="send the message and return at once")
+    _follow_flags(cont)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -179,6 +186,24 @@ async def cmd_attach(client: DaemonClient, args: argparse.Namespace, out: TextIO
     return await _follow_from_start(client, task, _options(args, cancel_on_interrupt=False), out, err)
 
 
+async def cmd_continue(client: DaemonClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    task = await _locate(client, args)
+    sid, tid = task["session_id"], task["id"]
+    # Subscribed before sending: every event of the continuation is live.
+    stream = client.events(session_id=sid)
+    await stream.start()
+    try:
+        sent = await client.continue_task(sid, tid, args.text)
+    except BaseException:
+        stream.close()
+        raise
+    if args.detach:
+        stream.close()
+        out.write(f"task {tid}: message sent (status {sent['status']})\n")
+        return EXIT_OK
+    return await Follower(client, sid, tid, _options(args), out, err).follow(stream)
+
+
 async def cmd_tasks(client: DaemonClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     found = client.tasks(args.session, args.status) if args.session else client.all_tasks(args.status)
     rows = []
@@ -231,6 +256,7 @@ COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "tasks": cmd_tasks,
     "attach": cmd_attach,
+    "continue": cmd_continue,
     "approve": cmd_approve,
     "deny": cmd_deny,
     "answer": cmd_answer,

@@ -1,5 +1,5 @@
-"""Following one task (and its subtasks) to its end: what ``run`` and
-``attach`` share.
+"""Following one task (and its subtasks) to its end: what ``run``, ``attach``
+and ``continue`` share.
 
 Events of the task's session stream in; those of the task and of the
 subtasks it spawns are shown. An ask is answered by ``--yes`` (tools and

@@ -151,6 +151,13 @@ class Transcript:
     def _on_message_user(self, tid: str, data: dict[str, Any]) -> None:
         self.line(tid, self.style.bold("you: ") + shorten(data.get("text", ""), LINE_CHARS))
 
+    def _on_message_queued(self, tid: str, data: dict[str, Any]) -> None:
+        self.line(tid, self.style.dim("(the message waits for the task's next turn)"))
+
+    def _on_context_condensed(self, tid: str, data: dict[str, Any]) -> None:
+        before, after = data.get("tokens_before"), data.get("tokens_after")
+        self.line(tid, self.style.dim(f"(older turns were summarised: {before} → {after} tokens)"))
+
     def _on_tool_call(self, tid: str, data: dict[str, Any]) -> None:
         if data.get("tool") not in _QUIET_TOOLS:
             self.line(tid, self.style.bold(f"▸ {data.get('tool')}") + f"({short_args(data.get('args') or {})})")

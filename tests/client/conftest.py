@@ -57,6 +57,15 @@ ORCHESTRATE = {
 }
 
 
+TWICE = {  # a task, then its continuation
+    "kind": "scripted",
+    "turns": [
+        {"text": "First.", "tool_calls": [{"name": "attempt_completion", "args": {"result": "first"}}]},
+        {"text": "Second.", "tool_calls": [{"name": "attempt_completion", "args": {"result": "second"}}]},
+    ],
+}
+
+
 @dataclass
 class Daemon:
     proc: DaemonProcess
@@ -134,6 +143,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, slow_model: int) -> Iterato
     providers: dict[str, Any] = {name: PROVIDERS[name] for name in ("demo", "hang", "instant", "followup", "broken")}
     providers["deny-then-done"] = DENY_THEN_DONE
     providers["orchestrate"] = ORCHESTRATE
+    providers["twice"] = TWICE
     providers["slow"] = {
         "kind": "openai",
         "base_url": f"http://127.0.0.1:{slow_model}/v1",
