@@ -1,6 +1,11 @@
 """Restoring a checkpoint: the workspace put back, and with scope
 ``files_and_conversation`` the task's stored conversation cut back to that
-point, as Roo-Code's "restore files & task" does.
+point, as Roo-Code's "restore files & task" does: the rows after the one
+the checkpoint follows are deleted (the task's prompt and everything up to
+that tool call's result stay), and so are the task's later checkpoints.
+The task keeps its status; continuing it (``POST .../messages``) goes on
+from there, calls of the same message left without a result being answered
+as interrupted, as after any stop.
 
 Only when no task of the session is queued, running or waiting: the
 session gate (``roo_daemon/tasks/gate.py``) makes a restore and a new task
@@ -21,7 +26,9 @@ from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.models import Session, new_id, now_iso
 from roo_daemon.problems import Problem
-from roo_daemon.store.sqlite import chain
+from roo_daemon.store.conversation import count_after
+from roo_daemon.store.conversation import rewind as rewind_conversation
+from roo_daemon.store.sqlite import TaskStore, chain
 
 
 class Restorer:
@@ -69,13 +76,21 @@ class Restorer:
 
     async def _restore(self, session: Session, task: Any, row: Row, scope: str) -> tuple[dict[str, Any], Any]:
         """Check the store too (a task may be stored live without being in
-        the runner's memory), then rewrite the workspace."""
+        the runner's memory), then rewrite the workspace. Returns the answer
+        and what to commit with its event: with the conversation, the rows
+        after the checkpoint's, and the task's later checkpoints."""
         stored_live = await self.store.live_tasks(session.id)
         if stored_live:
             ids = ", ".join(f"{tid} ({status})" for tid, status in stored_live[:3])
             raise Problem(409, f"a task of session {session.id} has not ended: {ids}; restore when it has ended")
-        repo = await self.repos.get(session.workspace)
         rewind = scope == "files_and_conversation"
+        if rewind and row.message_n is None:
+            raise Problem(
+                409, f"checkpoint {row.doc['id']} records no point of the conversation: restore its files only"
+            )
+        later = await self.store.count_after(task.id, row.n) if rewind else 0
+        messages = await count_after(self.store.db, task.id, row.message_n) if rewind else 0
+        repo = await self.repos.get(session.workspace)
         changed = await repo.restore(task.id, row.commit, rewind)
         doc = {
             "id": new_id("rst"),
@@ -84,6 +99,19 @@ class Restorer:
             "scope": scope,
             "files_changed": changed[:FILES_CAP],
             "files_changed_count": len(changed),
+            "messages_removed": messages,
+            "checkpoints_removed": later,
             "restored_at": now_iso(),
         }
-        return doc, None
+        if not rewind:
+            return doc, None
+        # An answer stored for a call the cut removes must not answer a call
+        # of the continued task; the mistake count starts over with it.
+        task.state.pop("answer", None)
+        task.state["mistakes"] = 0
+        write = chain(
+            rewind_conversation(task.id, row.message_n),
+            CheckpointStore.delete_after(task.id, row.n),
+            TaskStore.update_if(task, task.status),
+        )
+        return doc, write

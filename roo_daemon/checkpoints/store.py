@@ -87,6 +87,13 @@ class CheckpointStore:
         found = await self.db.read(run)
         return (_row(found[0]), _row(found[1])) if found else None
 
+    async def count_after(self, task_id: str, n: int) -> int:
+        return await self.db.read(
+            lambda c: c.execute(
+                "SELECT COUNT(*) FROM checkpoints WHERE task_id = ? AND n > ?", (task_id, n)
+            ).fetchone()[0]
+        )
+
     @staticmethod
     def delete_after(task_id: str, n: int) -> WriteFn:
         """A rewind: the task's checkpoints later than row ``n``; returns how many."""

@@ -99,6 +99,21 @@ class MessageStore:
         return await self.db.read(run)
 
 
+def rewind(task_id: str, keep_through: int) -> WriteFn:
+    """Cut a task's conversation back to row ``keep_through``, as Roo-Code's
+    "restore files & task" does (a checkpoint restore): the rows after it go,
+    markers included. The only rows ever removed from a live task's history,
+    and only while it is not running."""
+    return lambda c: c.execute("DELETE FROM messages WHERE task_id = ? AND n > ?", (task_id, keep_through)).rowcount
+
+
+async def count_after(db: Database, task_id: str, n: int) -> int:
+    """How many of the task's conversation rows come after row ``n``."""
+    return await db.read(
+        lambda c: c.execute("SELECT COUNT(*) FROM messages WHERE task_id = ? AND n > ?", (task_id, n)).fetchone()[0]
+    )
+
+
 class InboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
