@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
+
+from roo_daemon.checkpoints.service import ShadowRepo
 from tests.conftest import Api, WsClient
 from tests.tasks.helpers import all_events, follow, named, task_path
 
@@ -51,6 +55,22 @@ async def checkpoints(api: Api, session_id: str, task_id: str) -> list[dict[str,
 
 async def saved_events(api: Api, session_id: str, task_id: str) -> list[dict[str, Any]]:
     return [e for e in await all_events(api, session_id, task_id) if e["event"] == "checkpoint.saved"]
+
+
+def hold_restores(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold every restore inside its git work until ``release`` is set
+    (``entered`` says one is there): a request made meanwhile overlaps it
+    for certain."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = ShadowRepo.restore
+
+    async def held(self: ShadowRepo, *args: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return await real(self, *args)
+
+    monkeypatch.setattr(ShadowRepo, "restore", held)
+    return entered, release
 
 
 async def restore(api: Api, session_id: str, task_id: str, cid: str, scope: str = "files", **kw: Any) -> Any:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from roo_daemon.checkpoints.service import ShadowRepo
-from tests.checkpoints.helpers import AUTO, DONE, checkpoints, follow_as, restore, run_to_end, write
+from tests.checkpoints.helpers import AUTO, DONE, checkpoints, follow_as, hold_restores, restore, run_to_end, write
 from tests.conftest import Api
 from tests.security.conftest import secure_config
 from tests.tasks.helpers import named, status_is, task_path
@@ -94,17 +93,7 @@ async def test_a_restore_and_a_new_task_racing_exactly_one_goes_ahead(
     done = await run_to_end(alice, sid)
     cid = (await checkpoints(alice, sid, done["id"]))[0]["id"]
 
-    # Hold every restore inside its git work until released: the two
-    # requests then overlap for certain, whichever the daemon reads first.
-    entered, release = asyncio.Event(), asyncio.Event()
-    real = ShadowRepo.restore
-
-    async def slow(self: ShadowRepo, *args: Any) -> Any:
-        entered.set()
-        await release.wait()
-        return await real(self, *args)
-
-    monkeypatch.setattr(ShadowRepo, "restore", slow)
+    entered, release = hold_restores(monkeypatch)  # the two requests then overlap for certain
 
     # The restore first: a task created meanwhile is refused.
     pending = asyncio.ensure_future(restore(alice, sid, done["id"], cid))

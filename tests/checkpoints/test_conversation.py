@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from roo_daemon.checkpoints.service import ShadowRepo
-from tests.checkpoints.helpers import AUTO, DONE, checkpoints, follow_as, restore, run_to_end, write
+from tests.checkpoints.helpers import AUTO, DONE, checkpoints, follow_as, hold_restores, restore, run_to_end, write
 from tests.conftest import Api, make_config
 from tests.tasks.helpers import all_events, task_path
 
@@ -113,15 +112,7 @@ async def test_continuing_a_task_waits_for_a_restore(api: Api, monkeypatch: pyte
     sid = session["id"]
     task = await run_to_end(api, sid)
     items = await checkpoints(api, sid, task["id"])
-    entered, release = asyncio.Event(), asyncio.Event()
-    real = ShadowRepo.restore
-
-    async def slow(self: ShadowRepo, *args: Any) -> Any:
-        entered.set()
-        await release.wait()
-        return await real(self, *args)
-
-    monkeypatch.setattr(ShadowRepo, "restore", slow)
+    entered, release = hold_restores(monkeypatch)
     pending = asyncio.ensure_future(restore(api, sid, task["id"], items[1]["id"], "files_and_conversation"))
     await entered.wait()
     r = await api.post(task_path(sid, task["id"], "/messages"), {"text": "go on"})

@@ -87,3 +87,25 @@ def test_skips_big_unreadable_nested_and_keeps_links(tmp_path: Path, git_bin: st
 
     run(go())
     assert (outside / "secret").read_text() == "do not read"
+
+
+def test_the_data_dir_inside_a_workspace_is_never_recorded_or_restored(tmp_path: Path, git_bin: str) -> None:
+    repo = make_repo(tmp_path, git_bin, inside=["state dir"])
+    ws = Path(repo.workspace)
+    (ws / "state dir").mkdir()
+    (ws / "state dir" / "roo-daemon.sqlite3").write_text("the store")
+    (ws / "app.py").write_text("print(1)\n")
+
+    async def go() -> None:
+        await repo.open()
+        start = await repo.checkpoint("t1", "start", first=True)
+        listing = await repo.git.text("ls-tree", "-r", "--name-only", start.commit)
+        assert listing.splitlines() == ["app.py"]
+        (ws / "state dir" / "roo-daemon.sqlite3").write_text("the store, later")
+        (ws / "app.py").write_text("print(2)\n")
+        assert (await repo.checkpoint("t1", "edit", first=False)).files == [{"path": "app.py", "status": "modified"}]
+        await repo.restore("t1", start.commit, rewind=False)
+        assert (ws / "app.py").read_text() == "print(1)\n"
+        assert (ws / "state dir" / "roo-daemon.sqlite3").read_text() == "the store, later"
+
+    run(go())
