@@ -38,6 +38,11 @@ setup(
         # release with a manylinux wheel (later ones are sdists that build rg
         # with Rust and need crates.io).
         "ripgrep==14.1.0",
+        # MCP servers as the agent's tools: the official SDK speaks the protocol
+        # (JSON-RPC sessions, the initialize handshake, Streamable HTTP and SSE,
+        # cancellation), so the daemon does not implement it by hand. It is
+        # imported only once a server is used (it costs seconds at import).
+        "mcp>=2.3,<3",
     ],
     extras_require={
         "test": [

@@ -66,6 +66,7 @@ Row = tuple[str, str, str, Callable[[], bool]]
 def rows(r: dict[str, dict]) -> list[Row]:
     rest, fan, log, mem, ss, eng = r["rest"], r["fanout"], r["eventlog"], r["memory"], r["startstop"], r["engine"]
     box = r["sandbox"]["echo hi"]
+    mcp = r["mcp"]
     phases = fan["phases"]
     out: list[Row] = [
         (
@@ -152,6 +153,13 @@ def rows(r: dict[str, dict]) -> list[Row]:
             f"{box['bwrap']['ratio_to_none']:.1f}× ({box['bwrap']['median_ms']:.1f} vs {box['none']['median_ms']:.1f} "
             f"ms; network off {box['bwrap-offline']['median_ms']:.1f} ms; .rooignore, 1,000 files "
             f"{box['bwrap-rooignore']['median_ms']:.1f} ms)",
+            "(measured)",
+            lambda: True,
+        ),
+        (
+            "one MCP tool call to a stdio server (the daemon's whole path) vs the same function in-process (median)",
+            f"{mcp['ratio']:,}× ({mcp['mcp_call_us']['median'] / 1000:.2f} ms vs "
+            f"{mcp['in_process_us']['median']:.1f} µs; +{mcp['overhead_us'] / 1000:.2f} ms per call)",
             "(measured)",
             lambda: True,
         ),
@@ -266,6 +274,7 @@ def main() -> None:
         "sandbox": run("sandbox.py"),
         "search": run("search.py"),
         "checkpoints": run("checkpoints.py"),
+        "mcp": run("mcp_tool_call.py"),
     }
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))

@@ -23,6 +23,7 @@ from roo_daemon.api.meta import (
 from roo_daemon.checkpoints.handlers import CheckpointDiffHandler, CheckpointRestoreHandler, CheckpointsHandler
 from roo_daemon.context import AppContext
 from roo_daemon.logs import access_logger
+from roo_daemon.mcp.handlers import McpServersHandler
 from roo_daemon.sessions.handlers import SessionHandler, SessionsHandler
 from roo_daemon.tasks.handlers import (
     TaskEventsHandler,
@@ -53,6 +54,7 @@ ROUTES: list[tuple[str, type]] = [
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/checkpoints", CheckpointsHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/diff", CheckpointDiffHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/checkpoints/{checkpoint_id}/restore", CheckpointRestoreHandler),
+    ("/api/v1/mcp/servers", McpServersHandler),
 ]
 
 

@@ -243,6 +243,12 @@ def _check_semantics(cfg: Config) -> None:
         raise ConfigError("server.trusted_proxies", str(e)) from None
     if cfg["auth"]["keys_file"]:
         cfg["auth"]["keys"] = [*cfg["auth"]["keys"], *_read_keys_file(cfg["auth"]["keys_file"], cfg["_config_dir"])]
+    from roo_daemon.mcp.config import ServerConfigError, parse_servers
+
+    try:
+        parse_servers(cfg["mcp"]["servers"], "config")
+    except ServerConfigError as e:
+        raise ConfigError("", str(e)) from None
     names = [k["name"] for k in cfg["auth"]["keys"]]
     if len(set(names)) != len(names):
         raise ConfigError("auth.keys", "key names must be unique")

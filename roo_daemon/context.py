@@ -17,6 +17,7 @@ from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, daemon_files
 from roo_daemon.engine.tools import default_registry
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
+from roo_daemon.mcp import McpHub, McpToolSource, build_hub
 from roo_daemon.metrics import Metrics
 from roo_daemon.ratelimit import RateLimiter
 from roo_daemon.sessions.manager import SessionManager
@@ -59,6 +60,7 @@ class AppContext:
     shutting_down: bool = False
     recovered: dict[str, int] = field(default_factory=dict)
     lock: DataDirLock | None = None  # the data dir's flock, released last in close()
+    mcp: McpHub | None = None  # MCP server connections (roo_daemon/mcp)
 
     def update_limits(self, limits: dict[str, Any], max_subscriptions: int | None = None) -> None:
         """Apply a new ``limits`` section (and ``websocket.max_subscriptions``)
@@ -83,6 +85,8 @@ class AppContext:
         tasks, drop kept-alive provider connections, close the store."""
         await self.runner.shutdown()
         await self.checkpoints.close()
+        if self.mcp is not None:
+            await self.mcp.close()  # after the tasks: no call is in flight; every server process ends
         for provider in self.providers.values():
             provider.close()
         try:
@@ -128,9 +132,13 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     await bus.open()
     providers = build_providers(cfg["providers"], cfg["_config_dir"], metrics)
     engine_cfg = cfg["engine"]
+    tools = cfg["tools"]
+    sandbox = Sandbox(tools["sandbox"], daemon_files(cfg, data_dir), tools["sandbox_read_only_paths"])
+    mcp = build_hub(cfg, sandbox, metrics.registry)
+    mcp.publish = bus.publish
     engine = AgentLoop(
         providers,
-        default_registry(),
+        default_registry([McpToolSource(mcp)]),
         metrics=metrics,
         mistake_limit=engine_cfg["consecutive_mistake_limit"],
         config_modes=engine_cfg["custom_modes"],
@@ -139,8 +147,6 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         condense_threshold_percent=engine_cfg["condense_threshold_percent"],
     )
     task_store = TaskStore(db)
-    tools = cfg["tools"]
-    sandbox = Sandbox(tools["sandbox"], daemon_files(cfg, data_dir), tools["sandbox_read_only_paths"])
     await sandbox.start()  # logs how commands will run (or that they cannot)
     runner = TaskRunner(
         bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, {**tools, SETTINGS_KEY: sandbox}
@@ -160,6 +166,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     )
     await sessions.load()
     sandbox.workspaces = lambda: [s.workspace for s in sessions.sessions.values()]
+    mcp.session_alive = lambda session_id: session_id in sessions.sessions  # its workspace servers stop with it
     tasks = TaskManager(
         sessions,
         task_store,
@@ -192,6 +199,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         trusted_proxies=parse_networks(cfg["server"]["trusted_proxies"]),
         providers=providers,
         checkpoints=checkpoints,
+        mcp=mcp,
     )
     ctx.recovered = await recover(runner, sessions.sessions, engine_cfg["resume_interrupted"])
     return ctx

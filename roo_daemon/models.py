@@ -24,6 +24,7 @@ AUTO_APPROVE_DEFAULTS: dict[str, Any] = {
     "denied_commands": [],
     "mode_switch": False,
     "subtasks": False,
+    "mcp": False,
 }
 SANDBOX_DEFAULTS: dict[str, Any] = {"network": True}
 CHECKPOINTS_DEFAULTS: dict[str, Any] = {"enabled": True}
@@ -79,7 +80,8 @@ class Session:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Session:
-        return cls(**doc)
+        # Sessions stored before a policy key existed get its default.
+        return cls(**{**doc, "auto_approve": {**AUTO_APPROVE_DEFAULTS, **doc.get("auto_approve", {})}})
 
 
 def empty_usage() -> dict[str, Any]:

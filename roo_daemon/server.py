@@ -42,7 +42,7 @@ log = logging.getLogger("roo_daemon.server")
 # running value (the HTTP server, the store, the engine and the providers are
 # built from it at start) and is named in a warning, never silently ignored.
 LIVE_SECTIONS = ("auth", "limits")
-LIVE_KEYS = ("log.level", "websocket.max_subscriptions")
+LIVE_KEYS = ("log.level", "websocket.max_subscriptions", "mcp.servers")
 
 
 def changed_settings(running: Config, fresh: Config) -> dict[str, tuple[Any, Any]]:
@@ -63,13 +63,14 @@ def applies_live(setting: str) -> bool:
 
 def describe_changes(changed: dict[str, tuple[Any, Any]]) -> str:
     """``limits.read {"burst":200,"rate":100} -> {"burst":10,"rate":5}; auth.keys``:
-    values of ``auth`` are never logged (hashes; the redactor would hide them anyway)."""
+    values of ``auth`` are never logged (hashes; the redactor would hide them anyway),
+    nor ``mcp.servers`` (headers; the hub logs which servers changed)."""
 
     def show(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
     return "; ".join(
-        name if name.startswith("auth.") else f"{name} {show(old)} -> {show(new)}"
+        name if name.startswith("auth.") or name == "mcp.servers" else f"{name} {show(old)} -> {show(new)}"
         for name, (old, new) in changed.items()
     )
 
@@ -196,6 +197,9 @@ class Daemon:
         self.cfg["log"]["level"] = fresh["log"]["level"]
         set_level(fresh["log"]["level"])
         self.ctx.update_limits(fresh["limits"], fresh["websocket"]["max_subscriptions"])
+        if self.ctx.mcp is not None:
+            self.ctx.mcp.reload(fresh["mcp"])  # stops removed or redefined servers
+            self.cfg["mcp"]["servers"] = fresh["mcp"]["servers"]
         self._log_reload(changed, revoked)
 
     def _log_reload(self, changed: dict[str, tuple[Any, Any]], revoked: int) -> None:

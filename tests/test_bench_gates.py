@@ -78,6 +78,7 @@ RESULTS: dict[str, Any] = {
             "large": {"added_ms_per_call": 120.0, "ms_per_call_checkpoints_off": 3.5},
         },
     },
+    "mcp": {"ratio": 1000, "mcp_call_us": {"median": 4000.0}, "in_process_us": {"median": 4.0}, "overhead_us": 3996.0},
 }
 
 

@@ -152,7 +152,7 @@ class AgentLoop:
                     system_prompt, mode, ctx.modes, ctx.session.workspace, self.custom_instructions
                 )
                 prompt_mode = mode.slug
-            tools = self.tools.specs(mode)
+            tools = await self.tools.specs_for(ctx, mode)  # the daemon's tools and the task's MCP tools
             await self.context.fit(ctx, provider, conv, system, tools)
             text, calls, usage = await self._request(ctx, provider, conv, system, tools)
             message = {
@@ -231,6 +231,7 @@ class AgentLoop:
                 "content": outcome.content,
                 "is_error": outcome.is_error,
                 "source": "tool",
+                **({"images": outcome.images} if outcome.images else {}),  # an MCP tool's images
             }
             ctx.record([conv.add(message)], ("tool.result", result_event(call, outcome)))
             if ran and not outcome.denied:  # it ran: it may have changed files
@@ -277,7 +278,7 @@ class AgentLoop:
     def _count(self, tool: str, outcome: ToolOutcome) -> None:
         if self.metrics is None:
             return
-        name = tool if tool in self.tools.tools else "unknown"  # model-chosen names: keep labels bounded
+        name = self.tools.metric_label(tool)  # model-chosen names: keep labels bounded
         result = "denied" if outcome.denied else "error" if outcome.is_error else "ok"
         self.metrics.tool_calls.labels(name, result).inc()
 

@@ -24,7 +24,7 @@ TOOL_GROUPS: dict[str, tuple[str, ...]] = {
     "edit": ("write_to_file", "apply_diff", "search_replace"),
     "command": ("execute_command",),
     "browser": (),
-    "mcp": (),
+    "mcp": ("use_mcp_tool", "access_mcp_resource"),  # and every MCP server's tools (roo_daemon/mcp)
     "modes": ("switch_mode", "new_task"),
 }
 ALWAYS_AVAILABLE = frozenset(
@@ -49,6 +49,11 @@ class Mode:
         if tool in ALWAYS_AVAILABLE:
             return True
         return any(tool in TOOL_GROUPS.get(g, ()) for g in self.groups)
+
+    def allows_group(self, group: str) -> bool:
+        """Tools that exist per task (MCP servers' tools) belong to a group
+        only: Roo offers them when the mode has the ``mcp`` group."""
+        return group in self.groups
 
     def edit_refusal(self, path: str) -> str | None:
         """Roo's FileRestrictionError text when this mode may not edit ``path``."""

@@ -43,6 +43,7 @@ BOUNDED_VALUES: dict[str, set[str]] = {
     "route": {template for template, _ in ROUTES} | {"(unmatched)"},
     "method": {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
     "status": {"queued", "running", "waiting", "completed", "failed", "cancelled", "interrupted"},
+    "state": {"stopped", "starting", "connected", "error", "disabled"},  # mcp_servers
 }
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

@@ -105,7 +105,10 @@ def to_anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]
                 blocks.append({"type": "tool_use", "id": c["id"], "name": c["name"], "input": c.get("args") or {}})
             add("assistant", blocks)
         elif role == "tool":
-            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": m["content"]}
+            content: Any = m["content"]
+            if m.get("images"):  # Roo's formatResponse.toolResult: the text, then the images
+                content = [{"type": "text", "text": content}, *(_image_block(url) for url in m["images"])]
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": content}
             if m.get("is_error"):
                 block["is_error"] = True
             add("user", [block])

@@ -79,8 +79,22 @@ def to_openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
 def to_openai_messages(system: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The neutral conversation (see ``engine/loop.py``) in Chat Completions form."""
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    # Chat Completions tool messages carry text only: images a tool returned
+    # (MCP) follow its run of tool messages as one user message, which the
+    # tool's text points to, as Roo-Code words it.
+    tool_images: list[str] = []
+
+    def flush_images() -> None:
+        if tool_images:
+            out.append(
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": u}} for u in tool_images]}
+            )
+            tool_images.clear()
+
     for m in messages:
         role = m["role"]
+        if role != "tool":
+            flush_images()
         if role == "user":
             images = m.get("images") or []
             content: Any = m.get("content", "")
@@ -103,9 +117,14 @@ def to_openai_messages(system: str, messages: list[dict[str, Any]]) -> list[dict
                 ]
             out.append(message)
         elif role == "tool":
-            out.append({"role": "tool", "tool_call_id": m["tool_call_id"], "content": m.get("content", "")})
+            content = m.get("content", "")
+            if m.get("images"):
+                tool_images.extend(m["images"])
+                content = f"{content}\n(see following user message for image)"
+            out.append({"role": "tool", "tool_call_id": m["tool_call_id"], "content": content})
         else:
             raise ValueError(f"unknown message role {role!r}")
+    flush_images()
     return out
 
 

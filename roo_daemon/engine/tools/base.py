@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import jsonschema
 
@@ -26,6 +26,7 @@ class ToolOutcome:
     completed: bool = False  # attempt_completion: the task is done, ``content`` is the result
     mistake: bool = False  # counts toward the consecutive-mistake limit (bad call, refused tool, failed edit)
     denied: bool = False  # the user rejected it: the rest of the message's calls are skipped
+    images: list[str] = field(default_factory=list)  # data URLs shown to the model after the text (MCP results)
 
 
 def result_event(call: ToolCall, outcome: ToolOutcome) -> dict[str, Any]:
@@ -67,9 +68,24 @@ class Tool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
 
+class ToolSource(Protocol):
+    """Tools that exist per task, not per daemon (MCP servers' tools): what
+    a task may call depends on its session and on servers that come and go."""
+
+    async def tools(self, ctx: TaskContext) -> list[Tool]:
+        """The tools to offer this task's next request."""
+
+    async def resolve(self, ctx: TaskContext, name: str) -> Tool | None:
+        """The tool a call names, if this source knows it (offered or not)."""
+
+    def metric_label(self, name: str) -> str | None:
+        """A bounded ``tool_calls_total`` label for ``name``, if it is this source's."""
+
+
 class ToolRegistry:
-    def __init__(self, tools: list[Tool]) -> None:
+    def __init__(self, tools: list[Tool], sources: Sequence[ToolSource] = ()) -> None:
         self.tools = {t.name: t for t in tools}
+        self.sources = list(sources)
         self._specs: dict[Any, list[dict[str, Any]]] = {}
 
     def specs(self, mode: Any = None) -> list[dict[str, Any]]:
@@ -80,6 +96,36 @@ class ToolRegistry:
         if cached is None:
             cached = self._specs[key] = [t.spec() for t in self.tools.values() if mode is None or mode.allows(t.name)]
         return cached
+
+    async def specs_for(self, ctx: TaskContext, mode: Any = None) -> list[dict[str, Any]]:
+        """The definitions for one request of one task: the daemon's tools the
+        mode allows, then the task's dynamic tools whose group it allows."""
+        specs = self.specs(mode)
+        for source in self.sources:
+            extra = [t.spec() for t in await source.tools(ctx) if mode is None or mode.allows_group(t.group)]
+            if extra:
+                specs = [*specs, *extra]
+        return specs
+
+    def metric_label(self, name: str) -> str:
+        """A bounded label for a model-chosen name."""
+        if name in self.tools:
+            return name
+        for source in self.sources:
+            label = source.metric_label(name)
+            if label is not None:
+                return label
+        return "unknown"
+
+    async def _find(self, ctx: TaskContext, name: str) -> tuple[Tool | None, bool]:
+        tool = self.tools.get(name)
+        if tool is not None:
+            return tool, False
+        for source in self.sources:
+            tool = await source.resolve(ctx, name)
+            if tool is not None:
+                return tool, True
+        return None, False
 
     async def execute(self, ctx: TaskContext, call: ToolCall, mode: Any = None) -> ToolOutcome:
         """Check, approve and run one call (its ``tool.call`` event here, its
@@ -100,12 +146,12 @@ class ToolRegistry:
         return ToolOutcome(text, is_error=True)
 
     async def _execute(self, ctx: TaskContext, call: ToolCall, mode: Any) -> ToolOutcome:
-        tool = self.tools.get(call.name)
+        tool, dynamic = await self._find(ctx, call.name)
         if tool is None:
             return ToolOutcome(
                 f"Unknown tool {call.name!r}. Available tools: {', '.join(self.tools)}.", is_error=True, mistake=True
             )
-        if mode is not None and not mode.allows(tool.name):
+        if mode is not None and not (mode.allows_group(tool.group) if dynamic else mode.allows(tool.name)):
             # Roo's wording (validateToolUse).
             return ToolOutcome(f'Tool "{tool.name}" is not allowed in {mode.slug} mode.', is_error=True, mistake=True)
         if "__invalid_json__" in call.args:  # the provider could not parse the model's arguments
@@ -127,7 +173,8 @@ class ToolRegistry:
             if tool.approval is not None:
                 ask = await tool.approval(ctx, call.args)
                 if ask is not None:
-                    answer = await ctx.ask(ask.pop("kind", "tool"), tool=call.name, args=call.args, **ask)
+                    payload = {"tool": call.name, "args": call.args, **ask}  # an ask may name the tool its own way
+                    answer = await ctx.ask(payload.pop("kind", "tool"), **payload)
                     if not answer.approve:
                         text = DENIED_WITH_FEEDBACK.format(answer.text) if answer.text else DENIED
                         return ToolOutcome(text, is_error=True, denied=True)
