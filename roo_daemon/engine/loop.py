@@ -251,8 +251,10 @@ class AgentLoop:
 
     async def _checkpoint(self, ctx: TaskContext, call: ToolCall, conv: Conversation) -> None:
         """After a call of a tool that may change files, stored with its result."""
-        tool = self.tools.tools.get(call.name)
-        if self.checkpoints is not None and tool is not None and tool.changes_files:
+        if self.checkpoints is None:
+            return
+        tool, _ = await self.tools.find(ctx, call.name)  # an MCP tool included
+        if tool is not None and tool.changes_files:
             await self.checkpoints.after_tool(ctx, call.name, call.id, conv.next_n - 1)
 
     def _mode(self, ctx: TaskContext) -> Mode:

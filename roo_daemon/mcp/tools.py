@@ -113,7 +113,10 @@ class McpToolSource:
                 return None
             return {"kind": "mcp", "server": server, "tool": tool.name, "args": args, "source": conn.cfg.source}
 
-        return Tool(entry.function, "mcp", tool.description or "", tool.input_schema, run, approval)
+        # The MCP spec's readOnlyHint (default false): a tool that may change
+        # its environment gets a checkpoint after each call, like an edit.
+        read_only = bool(tool.annotations and tool.annotations.read_only_hint)
+        return Tool(entry.function, "mcp", tool.description or "", tool.input_schema, run, approval, not read_only)
 
     async def _measured(self, conn: ServerConnection, name: str, what: str, call: Any, kind: str) -> Formatted:
         """Run one call, with its metric; every failure becomes a ToolError.

@@ -15,6 +15,7 @@ from tornado.netutil import bind_sockets
 
 from roo_daemon.app import make_app
 from roo_daemon.context import open_context
+from tests.checkpoints.helpers import checkpoints
 from tests.conftest import Api, make_config
 from tests.engine.fakes import FakeProviderServer, Turn, call
 from tests.mcp.conftest import SERVERS, answer, demo, results, servers, start, tool_names, until
@@ -198,3 +199,21 @@ async def test_a_streamable_http_server(tmp_path, fake: FakeProviderServer, mcp_
         server.stop()
         await ctx.close()
         await asyncio.sleep(0)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_tools_that_may_change_files_get_checkpoints(api: Api, fake: FakeProviderServer) -> None:
+    """Every MCP tool may change files unless it says readOnlyHint (the MCP
+    spec's default): a checkpoint follows its call, as after an edit."""
+    s = await api.session(provider="real", auto_approve={"mcp": True})
+    ws = s["workspace"]
+    fake.script(
+        Turn(tool_calls=[call("mcp--demo--write", path=f"{ws}/a.txt", text="one")]),
+        Turn(tool_calls=[call("mcp--demo--liar", path=f"{ws}/b.txt")]),
+        DONE,
+    )
+    t = await api.task(s["id"], "write")
+    assert (await until(api, s, t))["status"] == "completed"
+    items = await checkpoints(api, s["id"], t["id"])
+    assert [c["after_tool"] for c in items] == [None, "mcp--demo--write"]
+    assert items[1]["files_changed"] == [{"path": "a.txt", "status": "added"}]

@@ -117,7 +117,8 @@ class ToolRegistry:
                 return label
         return "unknown"
 
-    async def _find(self, ctx: TaskContext, name: str) -> tuple[Tool | None, bool]:
+    async def find(self, ctx: TaskContext, name: str) -> tuple[Tool | None, bool]:
+        """The tool a call names, and whether it is one of the task's dynamic tools."""
         tool = self.tools.get(name)
         if tool is not None:
             return tool, False
@@ -146,7 +147,7 @@ class ToolRegistry:
         return ToolOutcome(text, is_error=True)
 
     async def _execute(self, ctx: TaskContext, call: ToolCall, mode: Any) -> ToolOutcome:
-        tool, dynamic = await self._find(ctx, call.name)
+        tool, dynamic = await self.find(ctx, call.name)
         if tool is None:
             return ToolOutcome(
                 f"Unknown tool {call.name!r}. Available tools: {', '.join(self.tools)}.", is_error=True, mistake=True
