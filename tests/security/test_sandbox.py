@@ -305,7 +305,8 @@ def userns_disabled_prefix() -> list[str]:
     """Runs the daemon where no user namespace can be made (inside a bwrap
     with ``--disable-userns``): its bubblewrap cannot run."""
     bwrap = which_or_skip("bwrap", ".ci/run installs Debian's bubblewrap")
-    return [bwrap, "--dev-bind", "/", "/", "--unshare-user", "--disable-userns", "--"]
+    # --die-with-parent: killing the wrapper (the test's teardown) must end the daemon too.
+    return [bwrap, "--die-with-parent", "--dev-bind", "/", "/", "--unshare-user", "--disable-userns", "--"]
 
 
 @pytest.mark.gen_test(timeout=60)
