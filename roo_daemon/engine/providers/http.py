@@ -20,7 +20,10 @@ connection's end; gzip/deflate bodies are decoded. ``https`` uses the
 system's CA store (``SSL_CERT_FILE`` is honoured).
 
 Timeouts, as before: no byte for ``idle_timeout`` seconds (connecting and
-waiting for the headers included) fails with :class:`TransportError`; the
+waiting for the headers included) fails with :class:`TransportError`. Only
+time spent reading counts: while the socket is paused for a slow consumer
+(back-pressure) the server cannot send, so the idle clock stops and starts
+afresh when reading resumes. The
 overall ``deadline`` (a loop time covering the caller's retries) fails with
 :class:`DeadlineExceeded`. :meth:`StreamingPost.abort` closes the connection
 at once, which is how cancelling a task stops its model stream.
@@ -301,6 +304,7 @@ class StreamingPost:
         if self._paused and self._conn is not None and self._conn.transport is not None:
             self._paused = False
             self._conn.transport.resume_reading()
+            self._restart_idle_clock()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def read_body(self, limit: int) -> bytes:
@@ -483,12 +487,27 @@ class StreamingPost:
     def _check_idle(self) -> None:
         loop = self._loop
         assert loop is not None
+        if self._paused:
+            # Reading is paused because our consumer is slow: the server
+            # cannot send, so this is not its silence. The clock stops here
+            # and restarts when reading resumes (_restart_idle_clock).
+            self._idle_timer = None
+            return
         silent_until = self._last_activity + self._idle_timeout
         if loop.time() >= silent_until:
             self._idle_timer = None
             self._fail(TransportError(f"no data for {self._idle_timeout:g} s (idle timeout)"))
         else:
             self._idle_timer = loop.call_at(silent_until, self._check_idle)
+
+    def _restart_idle_clock(self) -> None:
+        """Reading resumed after a pause: the server's silence is counted
+        afresh from now, since while paused we had asked it for nothing."""
+        loop = self._loop
+        assert loop is not None
+        self._last_activity = loop.time()
+        if self._idle_timer is None and self._failure is None and self._state != _DONE and not self._draining:
+            self._idle_timer = loop.call_at(self._last_activity + self._idle_timeout, self._check_idle)
 
     def _cancel_timers(self) -> None:
         for timer in (self._idle_timer, self._deadline_timer):

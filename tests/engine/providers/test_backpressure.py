@@ -81,3 +81,49 @@ async def test_a_body_the_consumer_does_not_read_pauses_the_socket_and_stays_bou
             assert peak <= http.PAUSE_READING_BYTES + READ_SIZE
         finally:
             post.abort()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_stream_paused_for_a_slow_consumer_is_not_idle() -> None:
+    # The idle timeout is for a silent server. While the socket is paused
+    # because our consumer is slow, the server cannot send: that time is not
+    # its silence, and a healthy stream must not fail for it.
+    size = kernel_buffer_max() + 4 * http.PAUSE_READING_BYTES
+    idle = 0.3
+    sent_all = asyncio.Event()
+
+    async def respond(n: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(size // 65536 + 1):
+            writer.write(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        sent_all.set()
+        return True
+
+    loop = asyncio.get_running_loop()
+    async with RawServer(respond) as server:
+        post = StreamingPost(server.url, {}, b"", idle_timeout=idle, deadline=loop.time() + 60)
+        try:
+            assert await post.start() == 200
+            assert post._conn is not None
+            transport = post._conn.transport
+            deadline = loop.time() + WAIT
+            while transport.is_reading() and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            assert not transport.is_reading(), "never paused"
+            # The consumer dawdles for several idle timeouts while paused.
+            await asyncio.sleep(idle * 5)
+            assert post._failure is None, f"failed while paused: {post._failure}"
+            got = 0
+            while (chunk := await post.next_chunk()) is not None:
+                got += len(chunk)
+                # Slow between reads too, though never for a whole idle
+                # timeout while reading is on and the server silent.
+                if post._paused:
+                    await asyncio.sleep(idle * 2)
+            assert got == (size // 65536 + 1) * 65536
+            assert sent_all.is_set()
+        finally:
+            post.abort()
