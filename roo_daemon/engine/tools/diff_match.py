@@ -20,10 +20,10 @@ hint) picks the most similar window by Levenshtein similarity, accepted at
 ``threshold`` (Roo's default 1.0: exact after normalisation). The
 replacement is re-indented relative to the matched lines.
 
-Unlike Roo, which applies the blocks that match and reports the rest, this
-is all-or-nothing: :func:`apply_blocks` returns new content only when every
-block applies, else raises :class:`DiffFailure` naming each failed block,
-why, and its best near match.
+As in Roo, the blocks that match are applied and the ones that do not are
+reported: :func:`apply_blocks` returns the new content with the failed
+blocks (each with why, and its best near match), and raises
+:class:`DiffFailure` only when no block applied.
 
 Pure CPU work: callers run it in a thread.
 """
@@ -73,7 +73,7 @@ class DiffFormatError(Exception):
 
 
 class DiffFailure(Exception):
-    """At least one block did not apply; ``failures`` holds ``(block, reason)``."""
+    """No block applied; ``failures`` holds ``(block, reason)`` for each."""
 
     def __init__(self, failures: list[tuple[Block, str]], total: int) -> None:
         super().__init__(f"{len(failures)} of {total} blocks failed")
@@ -318,13 +318,14 @@ def _best_match(lines: list[str], norm_lines: list[str], search: str, lo: int, h
 def _reindent(matched: list[str], search_lines: list[str], replace_lines: list[str]) -> list[str]:
     """Roo's re-indentation: keep each replacement line's indentation relative
     to the SEARCH block's first line, on top of the matched first line's.
-    (Blank lines stay blank, where Roo would leave trailing indentation.)"""
+    A whitespace-only line keeps its exact content (Roo would re-indent it,
+    giving an empty line trailing indentation)."""
     matched_indent = re.match(r"^[\t ]*", matched[0]).group(0) if matched else ""
     search_base = re.match(r"^[\t ]*", search_lines[0]).group(0) if search_lines else ""
     out = []
     for line in replace_lines:
         if not line.strip():
-            out.append("")
+            out.append(line)
             continue
         current = re.match(r"^[\t ]*", line).group(0)
         relative = len(current) - len(search_base)
@@ -340,8 +341,10 @@ def _pct(x: float) -> int:
     return int(x * 100 + 1e-9)
 
 
-def apply_blocks(original: str, blocks: list[Block], threshold: float = 1.0) -> str:
-    """Apply every block or raise :class:`DiffFailure`; never a partial edit."""
+def apply_blocks(original: str, blocks: list[Block], threshold: float = 1.0) -> tuple[str, list[tuple[Block, str]]]:
+    """Apply the blocks that match: the new content and the blocks that did
+    not apply, each with Roo's reason. Raises :class:`DiffFailure` when none
+    applied (Roo's ``appliedCount === 0``)."""
     line_ending = "\r\n" if "\r\n" in original else "\n"
     lines = re.split(r"\r?\n", original)
     delta = 0
@@ -418,9 +421,9 @@ def apply_blocks(original: str, blocks: list[Block], threshold: float = 1.0) -> 
         matched = lines[index : index + len(search_lines)]
         lines = lines[:index] + _reindent(matched, search_lines, replace_lines) + lines[index + len(search_lines) :]
         delta += len(replace_lines) - len(matched)
-    if failures:
+    if len(failures) == len(blocks):
         raise DiffFailure(failures, len(blocks))
-    return line_ending.join(lines)
+    return line_ending.join(lines), failures
 
 
 def _no_match(

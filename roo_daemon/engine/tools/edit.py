@@ -15,7 +15,7 @@ from typing import Any
 
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
-from roo_daemon.engine.tools.diff_match import DiffFailure, DiffFormatError, apply_blocks, parse_blocks
+from roo_daemon.engine.tools.diff_match import Block, DiffFailure, DiffFormatError, apply_blocks, parse_blocks
 from roo_daemon.engine.tools.files import (
     BINARY_SNIFF_BYTES,
     approves,
@@ -52,20 +52,28 @@ def read_for_edit(path: Path, rel: str, missing: str) -> str:
 # -- apply_diff ---------------------------------------------------------------
 
 
-def _report(rel: str, failure: DiffFailure) -> str:
-    parts = [
-        f"Unable to apply diff to file: {rel}\n"
-        f"No changes were made: {len(failure.failures)} of {failure.total} SEARCH/REPLACE block(s) failed, and "
-        "apply_diff is all-or-nothing. Fix the failed block(s) and send the whole diff again."
-    ]
-    for block, reason in failure.failures:
-        hint = f" (:start_line:{block.start_line})" if block.start_line else " (no :start_line:)"
-        parts.append(f"<error_details>\nBlock {block.number} of {failure.total}{hint}:\n{reason}\n</error_details>")
+PARTIAL = (
+    "But unable to apply all diff parts to file: {}. Use the read_file tool to check the newest file version and "
+    "re-apply diffs.\n"
+)  # Roo's partFailHint
+
+
+def _details(failures: list[tuple[Block, str]], total: int) -> str:
+    """Roo's ``<error_details>`` for each block that did not apply (Roo shows
+    the last one only); with several blocks, each says which it was."""
+    parts = []
+    for block, reason in failures:
+        which = ""
+        if total > 1:
+            hint = f" (:start_line:{block.start_line})" if block.start_line else " (no :start_line:)"
+            which = f"Block {block.number} of {total}{hint}:\n"
+        parts.append(f"<error_details>\n{which}{reason}\n</error_details>")
     return "\n\n".join(parts)
 
 
-def _diffed(path: Path, rel: str, diff: str, threshold: float) -> tuple[str, str, int]:
-    """(original, new content, number of blocks), or a ToolError with Roo's report."""
+def _diffed(path: Path, rel: str, diff: str, threshold: float) -> tuple[str, str, list[Block], list[tuple[Block, str]]]:
+    """(original, new content, the blocks, the ones that did not apply), or a
+    ToolError with Roo's report when none applied."""
     original = read_for_edit(
         path,
         rel,
@@ -74,11 +82,12 @@ def _diffed(path: Path, rel: str, diff: str, threshold: float) -> tuple[str, str
     )
     try:
         blocks = parse_blocks(diff)
-        return original, apply_blocks(original, blocks, threshold), len(blocks)
+        new, failures = apply_blocks(original, blocks, threshold)
     except DiffFormatError as e:
         raise ToolError(f"Unable to apply diff to file: {rel}\n\n<error_details>\n{e}\n</error_details>") from None
     except DiffFailure as e:
-        raise ToolError(_report(rel, e)) from None
+        raise ToolError(_details(e.failures, e.total)) from None
+    return original, new, blocks, failures
 
 
 def _threshold(ctx: TaskContext) -> float:
@@ -87,7 +96,7 @@ def _threshold(ctx: TaskContext) -> float:
 
 async def _approve_apply_diff(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:
     target = await locate(ctx, args["path"])
-    original, new, _ = await in_thread(
+    original, new, _, _ = await in_thread(
         "applying diff", _diffed, target.path, args["path"], args["diff"], _threshold(ctx)
     )
     if approves(ctx, "write"):
@@ -95,18 +104,25 @@ async def _approve_apply_diff(ctx: TaskContext, args: dict[str, Any]) -> dict[st
     return {"kind": "tool", "diff": await in_thread("diffing", unified_diff, target.rel, original, new)}
 
 
-def _apply_and_write(path: Path, rel: str, diff: str, threshold: float) -> int:
-    _, new, blocks = _diffed(path, rel, diff, threshold)
+def _apply_and_write(path: Path, rel: str, diff: str, threshold: float) -> tuple[list[Block], list[tuple[Block, str]]]:
+    _, new, blocks, failures = _diffed(path, rel, diff, threshold)
     write_atomically(path, new)
-    return blocks
+    return blocks, failures
 
 
 async def _apply_diff(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
-    target = await locate(ctx, args["path"])
-    blocks = await in_thread(
-        "applying diff", _apply_and_write, target.path, args["path"], args["diff"], _threshold(ctx)
+    """Roo's result: the blocks that matched are written; the ones that did
+    not are named after the write result (Roo's "But unable to apply all
+    diff parts" hint first), so the model can re-read and retry just those."""
+    rel = args["path"]
+    target = await locate(ctx, rel)
+    blocks, failures = await in_thread(
+        "applying diff", _apply_and_write, target.path, rel, args["diff"], _threshold(ctx)
     )
-    return ToolOutcome(write_result(args["path"], False) + (SINGLE_BLOCK_NOTICE if blocks == 1 else ""))
+    text = write_result(rel, False) + (SINGLE_BLOCK_NOTICE if len(blocks) == 1 else "")
+    if failures:
+        text = PARTIAL.format(rel) + text + "\n\n" + _details(failures, len(blocks))
+    return ToolOutcome(text)
 
 
 # -- search_replace -----------------------------------------------------------
@@ -179,9 +195,8 @@ APPLY_DIFF_DESCRIPTION = (
     "Apply precise, targeted modifications to an existing file using one or more search/replace blocks. This tool "
     "is for surgical edits only; the 'SEARCH' block must match the existing content (whitespace and indentation "
     "differences are tolerated, but nothing else). To make multiple targeted changes, provide multiple "
-    "SEARCH/REPLACE blocks in the 'diff' parameter. The edit is all-or-nothing: if any block fails, nothing is "
-    "changed and the failure is reported block by block. Use the 'read_file' tool first if you are not confident "
-    "in the exact content to search for."
+    "SEARCH/REPLACE blocks in the 'diff' parameter. Blocks that match are applied; any that do not are reported "
+    "block by block. Use the 'read_file' tool first if you are not confident in the exact content to search for."
 )
 DIFF_PARAMETER_DESCRIPTION = (
     "A string containing one or more search/replace blocks defining the changes. The ':start_line:' is required "

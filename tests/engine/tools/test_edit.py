@@ -1,4 +1,4 @@
-"""apply_diff (Roo's SEARCH/REPLACE blocks, tolerant matching, all-or-nothing)
+"""apply_diff (Roo's SEARCH/REPLACE blocks, tolerant matching, partial apply)
 and search_replace."""
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ async def test_blocks_that_change_line_counts_shift_later_hints(ctx, code):
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_a_failing_block_changes_nothing_and_is_reported_precisely(ctx, code):
+async def test_the_blocks_that_match_apply_and_the_others_are_reported(ctx, code):
+    """Roo's partial apply: the good block is written, the failed one is
+    named after Roo's "But unable to apply all diff parts" hint."""
     diff = "\n".join(
         [
             block("def greet(name):", "def welcome(name):", 8),
@@ -124,16 +126,40 @@ async def test_a_failing_block_changes_nothing_and_is_reported_precisely(ctx, co
         ]
     )
     out = await ctx.call("apply_diff", path="calc.py", diff=diff)
-    assert out.is_error
-    assert code.read_text() == CODE  # all-or-nothing: the good block was not applied either
+    assert not out.is_error, out.content
+    assert code.read_text() == CODE.replace("def greet(name):", "def welcome(name):")
     report = out.content
-    assert report.startswith("Unable to apply diff to file: calc.py\nNo changes were made: 1 of 2")
+    assert report.startswith(
+        "But unable to apply all diff parts to file: calc.py. Use the read_file tool to check the newest file "
+        'version and re-apply diffs.\n{"path": "calc.py", "operation": "modified"'
+    )
     assert "Block 2 of 2 (:start_line:5):" in report and "Block 1 of 2" not in report
     assert "No sufficiently similar match found at line: 5" in report
     assert "% similar, needs 100%)" in report
     assert "Search Content:\n    return total * discount" in report
     assert "Best Match Found:\n5 |     return total\n" in report
     assert "Original Content:\n 1 | def calculate_total(items):" in report
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_when_no_block_applies_nothing_changes(ctx, code):
+    diff = "\n".join([block("no such line", "x", 2), block("    return total * discount", "    return total", 5)])
+    out = await ctx.call("apply_diff", path="calc.py", diff=diff)
+    assert out.is_error and out.mistake
+    assert code.read_text() == CODE
+    assert out.content.startswith("<error_details>\nBlock 1 of 2 (:start_line:2):\nNo sufficiently similar match")
+    assert "</error_details>\n\n<error_details>\nBlock 2 of 2 (:start_line:5):" in out.content
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_whitespace_only_replace_lines_keep_their_exact_content(ctx, workspace):
+    path = workspace / "f.py"
+    path.write_text("def f():\n    a = 1\n    b = 2\n")
+    out = await ctx.call(
+        "apply_diff", path="f.py", diff=block("    a = 1\n    b = 2", "    a = 1\n    \n\n    b = 2", 2)
+    )
+    assert not out.is_error, out.content
+    assert path.read_text() == "def f():\n    a = 1\n    \n\n    b = 2\n"
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -185,7 +211,7 @@ def test_fuzzy_threshold_accepts_a_small_typo_only_when_configured():
     typo = [Block(1, 2, "beta = compute(alhpa)", "beta = compute(alpha) + 1")]
     with pytest.raises(DiffFailure):
         apply_blocks(original, typo)
-    assert apply_blocks(original, typo, threshold=0.9) == "alpha = 1\nbeta = compute(alpha) + 1\ngamma = 3\n"
+    assert apply_blocks(original, typo, threshold=0.9) == ("alpha = 1\nbeta = compute(alpha) + 1\ngamma = 3\n", [])
 
 
 def test_parse_blocks_reads_hints_and_escaped_markers():
@@ -195,7 +221,7 @@ def test_parse_blocks_reads_hints_and_escaped_markers():
     )
     blocks = parse_blocks(diff)
     assert [(b.start_line, b.search, b.replace) for b in blocks] == [(7, "a\n\\=======\nb", "c"), (0, "x", "y")]
-    assert apply_blocks("a\n=======\nb\nx\n", blocks[:1]) == "c\nx\n"
+    assert apply_blocks("a\n=======\nb\nx\n", blocks[:1]) == ("c\nx\n", [])
 
 
 def test_levenshtein_matches_the_textbook_algorithm():
@@ -261,7 +287,7 @@ async def test_search_replace_keeps_crlf_and_asks_with_a_diff(strict_ctx, worksp
 
 
 def test_a_hint_past_the_end_of_the_file_searches_all_of_it():
-    assert apply_blocks("a\nb\nc\n", [Block(1, 99, "b", "B")]) == "a\nB\nc\n"
+    assert apply_blocks("a\nb\nc\n", [Block(1, 99, "b", "B")]) == ("a\nB\nc\n", [])
     with pytest.raises(DiffFailure) as failed:
         apply_blocks("a\nb\nc\n", [Block(1, 1, "", "x")])
     assert failed.value.failures[0][1].startswith("Empty search content is not allowed")

@@ -1,0 +1,91 @@
+"""The loop behaving as Roo-Code's Task does (issue #11, items 6-11), through
+the daemon with the fake OpenAI server: each test asserts what the model is
+sent on its next request, not only the task's end state."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api, make_config, wait_status
+from tests.engine.fakes import FakeOpenAI, Turn, call, fake_openai  # noqa: F401
+
+FINAL = {"completed", "failed", "cancelled", "interrupted"}
+DONE = Turn(tool_calls=[call("attempt_completion", result="finished")])
+
+
+@pytest.fixture
+def fake(request: pytest.FixtureRequest) -> FakeOpenAI:
+    return request.getfixturevalue("fake_openai")
+
+
+@pytest.fixture
+def config(tmp_path, fake) -> dict[str, Any]:
+    cfg = make_config(tmp_path, engine={"max_concurrent_tasks": 1})
+    cfg["providers"]["real"] = fake.profile()
+    return cfg
+
+
+async def start(api: Api, prompt: str = "do the work", **session: Any) -> tuple[dict, dict]:
+    s = await api.session(provider="real", **session)
+    return s, await api.task(s["id"], prompt)
+
+
+async def until(api: Api, s: dict, t: dict, *statuses: str) -> dict:
+    return await wait_status(api, s["id"], t["id"], set(statuses) or FINAL)
+
+
+def messages(fake: FakeOpenAI, n: int) -> list[dict[str, Any]]:
+    """The chat messages of the ``n``-th request the fake received."""
+    return fake.requests[n].body["messages"]
+
+
+def tool_results(fake: FakeOpenAI, n: int) -> list[str]:
+    """The tool results the ``n``-th request carried, in order."""
+    return [m["content"] for m in messages(fake, n) if m["role"] == "tool"]
+
+
+def user_texts(fake: FakeOpenAI, n: int) -> list[str]:
+    """The text of each user message of the ``n``-th request."""
+    out = []
+    for m in messages(fake, n):
+        if m["role"] != "user":
+            continue
+        content = m["content"]
+        out.append(content if isinstance(content, str) else "".join(p.get("text", "") for p in content))
+    return out
+
+
+# -- item 9: apply_diff applies what matches ------------------------------------
+
+CALC = (
+    "def total(items):\n    t = 0\n    for i in items:\n        t += i\n    return t\n\n\n"
+    "def greet(name):\n    return name\n"
+)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_apply_diff_applies_the_matching_blocks_and_reports_the_rest(api: Api, fake: FakeOpenAI) -> None:
+    diff = (
+        "<<<<<<< SEARCH\n:start_line:2\n-------\n    t = 0\n    for i in items:\n=======\n"
+        "    t = 0\n    \n    for i in items:\n>>>>>>> REPLACE\n"
+        "<<<<<<< SEARCH\n:start_line:9\n-------\n    return name.upper()\n=======\n    return name\n>>>>>>> REPLACE"
+    )
+    fake.script(Turn(tool_calls=[call("apply_diff", path="calc.py", diff=diff)]), DONE)
+    s = await api.session(provider="real", auto_approve={"write": True})
+    with open(os.path.join(s["workspace"], "calc.py"), "w") as f:
+        f.write(CALC)
+    t = await api.task(s["id"], "edit calc.py")
+    assert (await until(api, s, t))["status"] == "completed"
+    with open(os.path.join(s["workspace"], "calc.py")) as f:
+        # The matching block applied; its whitespace-only line kept its four spaces.
+        assert f.read() == CALC.replace("    t = 0\n", "    t = 0\n    \n")
+    [result] = tool_results(fake, 1)
+    assert result.startswith(
+        "But unable to apply all diff parts to file: calc.py. Use the read_file tool to check the newest file "
+        "version and re-apply diffs.\n"
+    )
+    assert "Block 2 of 2 (:start_line:9):\nNo sufficiently similar match found at line: 10" in result
+    assert "Search Content:\n    return name.upper()" in result
