@@ -27,6 +27,7 @@ from roo_daemon.logs import access_logger
 from roo_daemon.mcp.handlers import McpServersHandler
 from roo_daemon.sessions.handlers import SessionHandler, SessionsHandler
 from roo_daemon.tasks.handlers import (
+    AllTasksHandler,
     TaskEventsHandler,
     TaskHandler,
     TaskMessagesHandler,
@@ -56,6 +57,7 @@ ROUTES: list[tuple[str, type]] = [
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/diff", CheckpointDiffHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/checkpoints/{checkpoint_id}/restore", CheckpointRestoreHandler),
     ("/api/v1/providers", ProvidersHandler),
+    ("/api/v1/tasks", AllTasksHandler),
     ("/api/v1/mcp/servers", McpServersHandler),
 ]
 

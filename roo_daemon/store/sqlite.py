@@ -145,6 +145,33 @@ class TaskStore:
         docs, last = await _newest_first(self.db, "tasks", {"session_id": session_id, "status": status}, after_n, limit)
         return [Task.from_doc(d) for d in docs], last
 
+    async def page_all(
+        self, owner: str | None, session_id: str | None, status: str | None, after_n: int, limit: int
+    ) -> tuple[list[Task], int | None]:
+        """A page of tasks across sessions, newest first: those of sessions
+        ``owner`` owns (every session's if None), optionally of one session
+        and one status. The owner is the session's (tasks have none of their
+        own), so a task is listed exactly when its session is visible."""
+
+        def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
+            sql = "SELECT t.n, t.doc FROM tasks t JOIN sessions s ON s.id = t.session_id WHERE 1"
+            args: list[Any] = []
+            for clause, value in (
+                (" AND t.n < ?", after_n or None),
+                (" AND s.owner = ?", owner),
+                (" AND t.session_id = ?", session_id),
+                (" AND t.status = ?", status),
+            ):
+                if value is not None:
+                    sql += clause
+                    args.append(value)
+            return c.execute(sql + " ORDER BY t.n DESC LIMIT ?", (*args, limit + 1)).fetchall()
+
+        rows = await self.db.read(run)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [Task.from_doc(json.loads(d)) for _, d in rows], (rows[-1][0] if more else None)
+
     async def resume_pending(self) -> list[Task]:
         """Tasks the daemon interrupted as it stopped, to resume at start."""
         rows = await self.db.read(

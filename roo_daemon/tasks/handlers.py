@@ -25,6 +25,17 @@ class TasksHandler(ApiHandler):
         self.send_json({"items": [t.to_resource() for t in items], "next_cursor": cursor})
 
 
+class AllTasksHandler(ApiHandler):
+    operations = {"GET": "listAllTasks"}
+
+    async def get(self) -> None:
+        p = self.params
+        items, cursor = await self.ctx.tasks.list_all(
+            self.principal, p.get("session_id"), p.get("status"), p["limit"], p.get("cursor")
+        )
+        self.send_json({"items": [t.to_resource() for t in items], "next_cursor": cursor})
+
+
 class TaskHandler(ApiHandler):
     operations = {"GET": "getTask", "DELETE": "cancelTask"}
 

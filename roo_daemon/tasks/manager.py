@@ -137,6 +137,27 @@ class TaskManager:
         items = [self._fresh(t) for t in items]
         return items, encode_cursor(last)
 
+    async def list_all(
+        self,
+        principal: Principal,
+        session_id: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[Task], str | None]:
+        """Every task the principal may see, across its sessions, newest
+        first: the approvals inbox is ``status=waiting``. A ``session_id``
+        the principal may not see is 404, as on the session's own list."""
+        if session_id is not None:
+            self.sessions.visible(principal, session_id)
+        owner = None if principal.is_admin else principal.name
+        items, last = await self.store.page_all(owner, session_id, status, decode_cursor(cursor), limit)
+        # The freshest copy of a live task; one that has moved on from the
+        # status asked for since the read is left out (an inbox lists only
+        # asks still open; the page may then be shorter than ``limit``).
+        fresh = [self._fresh(t) for t in items]
+        return [t for t in fresh if status is None or t.status == status], encode_cursor(last)
+
     def _fresh(self, task: Task) -> Task:
         run = self.runner.live(task.id)
         return run.task if run is not None else task

@@ -59,6 +59,7 @@ async def test_head_answers_like_get_without_a_body(reader: Api, ctx: Any) -> No
         "/docs/assets/roo-daemon-docs.js",
         "/api/v1/sessions",
         "/api/v1/providers",
+        "/api/v1/tasks?status=completed",
         f"/api/v1/sessions/{session.id}",
         f"/api/v1/sessions/{session.id}/tasks",
         f"/api/v1/sessions/{session.id}/tasks/{task.id}",
