@@ -15,11 +15,11 @@ turn reads the previous turn's prefix from the cache and writes its own.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from roo_daemon.engine.providers import wire_json
 from roo_daemon.engine.providers.base import Chunk, ProviderRequest, TextDelta, ToolCall
 from roo_daemon.engine.providers.network import HttpProvider, TokenCounts, WireError, parse_arguments
 from roo_daemon.engine.providers.sse import SseEvent
@@ -157,7 +157,7 @@ class AnthropicTurnParser:
 
     def feed(self, event: SseEvent) -> list[Chunk]:
         try:
-            doc = json.loads(event.data)
+            doc = wire_json.loads(event.data)
         except ValueError:
             raise WireError(f"malformed JSON in the stream: {event.data[:200]!r}", retryable=True) from None
         kind = doc.get("type") or event.event

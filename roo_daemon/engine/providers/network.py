@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from roo_daemon.engine.providers import wire_json
 from roo_daemon.engine.providers.base import (
     Chunk,
     ProviderError,
@@ -357,7 +358,7 @@ def parse_arguments(text: str) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = wire_json.loads(text)
     except ValueError:
         return {"__invalid_json__": text[:2000]}
     return value if isinstance(value, dict) else {"__invalid_json__": text[:2000]}

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from roo_daemon.engine.providers import wire_json
 from roo_daemon.engine.providers.base import Chunk, ProviderRequest, TextDelta, ToolCall
 from roo_daemon.engine.providers.network import HttpProvider, TokenCounts, WireError, parse_arguments
 from roo_daemon.engine.providers.retry import is_retryable_status
@@ -152,7 +153,7 @@ class OpenAITurnParser:
             self.done = True
             return self._flush()
         try:
-            doc = json.loads(data)
+            doc = wire_json.loads(data)
         except ValueError:
             raise WireError(f"malformed JSON in the stream: {data[:200]!r}", retryable=True) from None
         if not isinstance(doc, dict):
