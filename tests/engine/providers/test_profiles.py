@@ -1,5 +1,5 @@
 """Provider profiles in the configuration: the schema, the defaults, the
-README's examples, and build_providers."""
+docs/providers.md's examples, and build_providers."""
 
 from __future__ import annotations
 
@@ -108,8 +108,7 @@ def test_a_missing_key_variable_is_a_warning_at_start_not_a_failure(tmp_path, mo
 
 
 def _readme_provider_examples() -> list[dict]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Providers\n", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "providers.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
     return [yaml.safe_load(b) for b in blocks]
 
