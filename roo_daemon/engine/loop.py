@@ -38,6 +38,7 @@ from roo_daemon.engine.providers.base import (
     ToolCall,
     Usage,
 )
+from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated, tool_error
 from roo_daemon.engine.resume import interrupted_results, resumption, steering
 from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event
 
@@ -193,7 +194,7 @@ class AgentLoop:
     async def _boundary_asks(self, ctx: TaskContext, conv: Conversation) -> None:
         """Between turns: the mistake limit, then the request and cost limits."""
         state, limits = ctx.task.state, ctx.task.limits
-        if state["mistakes"] >= self.mistake_limit:
+        if self.mistake_limit > 0 and state["mistakes"] >= self.mistake_limit:  # 0: unlimited, as in Roo
             guidance = await self._mistake_limit(ctx, state["mistakes"])
             state["mistakes"] = 0
             if guidance:
@@ -213,10 +214,14 @@ class AgentLoop:
         ``tool.result`` event; the completion's result ends the task."""
         state = ctx.task.state
         denied = False
+        feedback: list[str] = []  # the client's guidance after a repeated call
         for call in calls:
             ran = not denied
             if denied:
                 outcome = await self.tools.skip(ctx, call, SKIPPED.format(call.name))
+            elif await self._repeated(ctx, call, feedback):
+                ran = False
+                outcome = await self.tools.skip(ctx, call, tool_error(RESULT.format(call.name)))
             else:
                 outcome = await self.tools.execute(ctx, call, self._mode(ctx))
                 self._count(call.name, outcome)
@@ -240,7 +245,24 @@ class AgentLoop:
                 state["mistakes"] += 1
             elif not outcome.is_error:
                 state["mistakes"] = 0
+        if feedback:  # after the results: tool messages must follow their calls
+            rows = [conv.add({"role": "user", "content": FEEDBACK.format(text), "source": "user"}) for text in feedback]
+            ctx.record(rows)
         return None
+
+    async def _repeated(self, ctx: TaskContext, call: ToolCall, feedback: list[str]) -> bool:
+        """Roo's ToolRepetitionDetector: one identical call too many is not
+        run; the client is asked (kind ``mistake_limit``) whether to go on,
+        with guidance in ``text``; a rejection fails the task."""
+        tool, _ = await self.tools.find(ctx, call.name)
+        if tool is None or not repeated(ctx.task.state, call, self.mistake_limit):
+            return False  # an unknown tool is refused before Roo's check too
+        answer = await ctx.ask("mistake_limit", message=ASK_MESSAGE.format(call.name), tool=call.name)
+        if not answer.approve:
+            raise TaskFailure("mistake_limit", f"stopped: the model repeated the same {call.name} call")
+        if answer.text:
+            feedback.append(answer.text)
+        return True
 
     async def _started(self, ctx: TaskContext, conv: Conversation) -> None:
         """The task's starting point, for its checkpoints (each records the

@@ -22,8 +22,9 @@ def fake(request: pytest.FixtureRequest) -> FakeOpenAI:
 
 
 @pytest.fixture
-def config(tmp_path, fake) -> dict[str, Any]:
-    cfg = make_config(tmp_path, engine={"max_concurrent_tasks": 1})
+def config(request: pytest.FixtureRequest, tmp_path, fake) -> dict[str, Any]:
+    """Parametrize indirectly with a dict of ``engine`` settings to override."""
+    cfg = make_config(tmp_path, engine={"max_concurrent_tasks": 1, **getattr(request, "param", {})})
     cfg["providers"]["real"] = fake.profile()
     return cfg
 
@@ -35,6 +36,14 @@ async def start(api: Api, prompt: str = "do the work", **session: Any) -> tuple[
 
 async def until(api: Api, s: dict, t: dict, *statuses: str) -> dict:
     return await wait_status(api, s["id"], t["id"], set(statuses) or FINAL)
+
+
+async def answer(api: Api, task: dict, approve: bool = True, text: str | None = None) -> None:
+    body: dict[str, Any] = {"ask_id": task["pending_ask"]["id"], "approve": approve}
+    if text is not None:
+        body["text"] = text
+    r = await api.post(f"/api/v1/sessions/{task['session_id']}/tasks/{task['id']}/responses", body)
+    assert r.status == 200, r.body
 
 
 def messages(fake: FakeOpenAI, n: int) -> list[dict[str, Any]]:
@@ -89,3 +98,49 @@ async def test_apply_diff_applies_the_matching_blocks_and_reports_the_rest(api: 
     )
     assert "Block 2 of 2 (:start_line:9):\nNo sufficiently similar match found at line: 10" in result
     assert "Search Content:\n    return name.upper()" in result
+
+
+# -- item 8: the tool-repetition detector --------------------------------------
+
+LIST = Turn(tool_calls=[call("list_files", path=".", recursive=False)])
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_fourth_identical_call_is_not_run_and_asks_for_guidance(api: Api, fake: FakeOpenAI) -> None:
+    fake.script(LIST, LIST, LIST, LIST, DONE)
+    s, t = await start(api, auto_approve={"read_only": True})
+    waiting = await until(api, s, t, "waiting")
+    assert waiting["pending_ask"]["kind"] == "mistake_limit" and waiting["pending_ask"]["tool"] == "list_files"
+    assert waiting["pending_ask"]["message"].startswith(
+        "Roo appears to be stuck in a loop, attempting the same action (list_files) repeatedly."
+    )
+    await answer(api, waiting, text="look in src instead")
+    assert (await until(api, s, t))["status"] == "completed"
+    results = tool_results(fake, 4)
+    assert len(results) == 4 and all(not r.startswith('{"status":"error"') for r in results[:3])
+    assert results[3] == (
+        '{"status":"error","message":"The tool execution failed","error":"Tool call repetition limit reached for '
+        'list_files. Please try a different approach."}'
+    )
+    assert user_texts(fake, 4)[-1] == "Tool repetition limit reached. User feedback: look in src instead"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_rejected_repetition_ask_fails_the_task(api: Api, fake: FakeOpenAI) -> None:
+    fake.script(LIST, LIST, LIST, LIST)
+    s, t = await start(api, auto_approve={"read_only": True})
+    await answer(api, await until(api, s, t, "waiting"), approve=False)
+    done = await until(api, s, t)
+    assert done["status"] == "failed" and done["error"]["code"] == "mistake_limit"
+
+
+@pytest.mark.parametrize("config", [{"consecutive_mistake_limit": 0}], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_mistake_limit_of_zero_is_unlimited(config: dict, api: Api, fake: FakeOpenAI) -> None:
+    """Roo: 0 means no limit, neither for mistakes nor for repeated calls."""
+    fake.script(*[LIST] * 5, *[Turn(text="thinking")] * 4, DONE)
+    s, t = await start(api, auto_approve={"read_only": True})
+    done = await until(api, s, t, "completed", "waiting", "failed")
+    assert done["status"] == "completed", done
+    assert len(fake.requests) == 10
+    assert not any(r.startswith('{"status":"error"') for r in tool_results(fake, 9))
