@@ -90,13 +90,26 @@ def daemon_process(log_level: str = "warning", extra_config: str = "") -> Iterat
 
 @contextlib.contextmanager
 def bare_server() -> Iterator[str]:
+    with bare_server_process() as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def bare_server_process() -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like :func:`bare_server`, yielding ``(base URL, the process)``."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_server.py")], stdout=subprocess.PIPE, text=True)
     try:
         port = json.loads(proc.stdout.readline())["port"]  # type: ignore[union-attr]
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def loadgen(url: str, seconds: float, connections: int, headers: list[str] | None = None) -> dict:
@@ -113,6 +126,41 @@ def loadgen(url: str, seconds: float, connections: int, headers: list[str] | Non
         args += ["--header", h]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return json.loads(out)
+
+
+def wrk_path() -> str | None:
+    """``wrk`` if installed (Debian: ``apt-get install wrk``): a C load
+    generator that outruns a bare Tornado handler, so a ratio against one is
+    not compressed by the client's own ceiling as with ``loadgen.py``."""
+    import shutil
+
+    return shutil.which("wrk")
+
+
+_WRK_REPORT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %.3f, "errors": %d, "non2xx": %d, "p50_ms": %.3f, "p99_ms": %.3f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout + e.status,
+    e.status, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def wrk(url: str, seconds: float, connections: int, headers: list[str] | None = None) -> dict:
+    """One ``wrk -t1`` run (one thread, as the server has one loop), reported
+    in :func:`loadgen`'s shape (requests, seconds, rps, errors, p50/p99)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_WRK_REPORT)
+        script.flush()
+        args = [wrk_path() or "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script.name]
+        for h in headers or []:
+            args += ["-H", h]
+        out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    doc = json.loads(out.strip().splitlines()[-1])
+    doc["rps"] = round(doc["requests"] / doc["seconds"], 1)
+    return doc
 
 
 def unlimited() -> dict[str, dict]:

@@ -8,6 +8,7 @@ values could grow ``/metrics`` without limit."""
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -51,6 +52,8 @@ class Metrics:
         self.http_requests = Counter(
             "http_requests_total", "HTTP requests answered.", ["method", "route", "code"], registry=r
         )
+        # (method, route, code) -> the two series' children; as bounded as the labels.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.http_duration = Histogram(
             "http_request_duration_seconds",
             "Time to answer an HTTP request.",
@@ -146,8 +149,15 @@ class Metrics:
         """``route`` is a template from the route table or ``(unmatched)``;
         ``code`` is ours; ``method`` comes from the client and is bounded here."""
         method = bounded_method(method)
-        self.http_requests.labels(method, route, str(code)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
+        key = (method, route, code)
+        children = self._request_children.get(key)
+        if children is None:  # once per series: .labels() hashes and locks on every call
+            children = self._request_children[key] = (
+                self.http_requests.labels(method, route, str(code)),
+                self.http_duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,122 @@
+"""The access line: written straight to the JSON handler's stream (no
+``LogRecord``) when nothing else listens, byte for byte the line ``logging``
+and :class:`JsonFormatter` would write, credentials in client-chosen values
+redacted; through ``logging`` whenever anything else is attached."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from roo_daemon import logs
+from roo_daemon.logs import access_logger, setup_logging
+from roo_daemon.metrics import Metrics
+
+KEY = "roo_" + "k" * 40
+
+
+@pytest.fixture
+def json_stdout(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], io.StringIO]]:
+    """``start(level)``: ``setup_logging(level, "json")`` on a captured
+    stdout. Tests call it themselves: pytest replaces ``sys.stdout`` and
+    attaches its capture handlers to the root logger after fixtures run. The
+    root logger's handlers and level are restored."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logs._json_sink)
+
+    def start(level: str) -> io.StringIO:
+        out = io.StringIO()
+        monkeypatch.setattr("sys.stdout", out)
+        setup_logging(level, "json")
+        return out
+
+    try:
+        yield start
+    finally:
+        root.handlers[:], level, logs._json_sink = saved
+        root.setLevel(level)
+
+
+def request(status: int = 200, method: str = "GET", **path_kwargs: str) -> Any:
+    req = SimpleNamespace(method=method, remote_ip="10.0.0.9", request_time=lambda: 0.0123456)
+    return SimpleNamespace(
+        get_status=lambda: status,
+        request=req,
+        route="/api/v1/sessions/{session_id}",
+        request_id="0123abcd",
+        client_ip="127.0.0.1",
+        path_kwargs=path_kwargs,
+    )
+
+
+def lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def without_ts(line: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in line.items() if k != "ts"}
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "path_kwargs"),
+    [
+        (200, "GET", {"session_id": "ses_" + "0" * 32}),
+        (404, "M00001", {"session_id": KEY}),  # an unknown method; a key pasted into the path
+        (503, "DELETE", {"session_id": "ses_1", "task_id": "tsk_2"}),
+    ],
+)
+def test_the_direct_line_is_the_line_logging_writes(
+    json_stdout: Callable[[str], io.StringIO],
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    method: str,
+    path_kwargs: dict,
+) -> None:
+    out = json_stdout("info")
+    log = access_logger(Metrics())
+    handler = logging.getLogger().handlers[0]
+
+    def no_records(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the direct path made a LogRecord")
+
+    with monkeypatch.context() as m:
+        m.setattr(logging.Logger, "makeRecord", no_records)
+        log(request(status, method, **path_kwargs))
+    handler.addFilter(lambda record: True)  # anything attached: through logging
+    log(request(status, method, **path_kwargs))
+    direct, through_logging = lines(out)
+    assert list(direct) == list(through_logging)  # same fields, same order
+    assert without_ts(direct) == without_ts(through_logging)
+    assert direct["ts"].endswith("Z") and len(direct["ts"]) == len(through_logging["ts"])
+    assert KEY not in out.getvalue()
+    if path_kwargs["session_id"] == KEY:
+        assert direct["session_id"] == "roo_[redacted]" and direct["raw_method"] == "M00001"
+
+
+def test_a_capturing_handler_gets_records(
+    json_stdout: Callable[[str], io.StringIO], caplog: pytest.LogCaptureFixture
+) -> None:
+    out = json_stdout("info")
+    logging.getLogger().addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, "roo_daemon.access")
+    access_logger(Metrics())(request())
+    assert [r.getMessage() for r in caplog.records if r.name == "roo_daemon.access"] == [
+        "GET /api/v1/sessions/{session_id} 200 12.3ms"
+    ]
+    assert len(lines(out)) == 1  # and the line is written once
+
+
+def test_the_level_still_decides(json_stdout: Callable[[str], io.StringIO]) -> None:
+    out = json_stdout("warning")
+    log = access_logger(Metrics())
+    log(request(200))
+    log(request(404))
+    log(request(500))
+    assert [line["status"] for line in lines(out)] == [500]
+    assert lines(out)[0]["level"] == "error"
