@@ -19,6 +19,7 @@ FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "interrupted"})
 AUTO_APPROVE_DEFAULTS: dict[str, Any] = {
     "read_only": False,
     "write": False,
+    "write_protected": False,
     "execute": False,
     "allowed_commands": [],
     "denied_commands": [],

@@ -18,11 +18,12 @@ from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
 from roo_daemon.engine.tools.diff_match import Block, DiffFailure, DiffFormatError, apply_blocks, parse_blocks
 from roo_daemon.engine.tools.files import (
     BINARY_SNIFF_BYTES,
-    approves,
+    approves_write,
     in_thread,
     locate,
     looks_binary,
     unified_diff,
+    write_ask,
     write_atomically,
     write_result,
 )
@@ -99,9 +100,9 @@ async def _approve_apply_diff(ctx: TaskContext, args: dict[str, Any]) -> dict[st
     original, new, _, _ = await in_thread(
         "applying diff", _diffed, target.path, args["path"], args["diff"], _threshold(ctx)
     )
-    if approves(ctx, "write"):
+    if approves_write(ctx, args["path"], target.rel):
         return None
-    return {"kind": "tool", "diff": await in_thread("diffing", unified_diff, target.rel, original, new)}
+    return write_ask(await in_thread("diffing", unified_diff, target.rel, original, new), args["path"], target.rel)
 
 
 def _apply_and_write(path: Path, rel: str, diff: str, threshold: float) -> tuple[list[Block], list[tuple[Block, str]]]:
@@ -166,9 +167,10 @@ async def _approve_search_replace(ctx: TaskContext, args: dict[str, Any]) -> dic
         args["new_string"],
         args.get("replace_all", False),
     )
-    if approves(ctx, "write"):
+    if approves_write(ctx, args["file_path"], target.rel):
         return None
-    return {"kind": "tool", "diff": await in_thread("diffing", unified_diff, target.rel, original, new)}
+    diff = await in_thread("diffing", unified_diff, target.rel, original, new)
+    return write_ask(diff, args["file_path"], target.rel)
 
 
 def _replace_and_write(path: Path, rel: str, old: str, new: str, replace_all: bool) -> None:

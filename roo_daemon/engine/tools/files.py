@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from roo_daemon.engine.base import TaskContext
+from roo_daemon.engine.protect import PROTECTION_MESSAGE, SHIELD, any_write_protected, is_write_protected
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
 from roo_daemon.engine.workspace import (
     LIST_RULES,
@@ -161,6 +162,25 @@ def write_atomically(path: Path, content: str) -> bool:
 
 def approves(ctx: TaskContext, key: str) -> bool:
     return bool(ctx.session.auto_approve.get(key))
+
+
+def approves_write(ctx: TaskContext, *rels: str) -> bool:
+    """Roo's rule for the write tools: ``write`` auto-approves, but a
+    write-protected path (:mod:`roo_daemon.engine.protect`) also needs
+    ``write_protected``. ``rels``: the path as the model gave it and as it
+    resolves (a symlink to ``.roomodes`` is ``.roomodes``)."""
+    if not approves(ctx, "write"):
+        return False
+    return approves(ctx, "write_protected") or not any_write_protected(*rels)
+
+
+def write_ask(diff: str, *rels: str) -> dict[str, Any]:
+    """The ask for an edit: its diff, and for a protected path Roo's
+    protection message with ``protected: true``."""
+    ask: dict[str, Any] = {"kind": "tool", "diff": diff}
+    if any_write_protected(*rels):
+        ask.update(protected=True, message=PROTECTION_MESSAGE)
+    return ask
 
 
 # -- read_file ----------------------------------------------------------------
@@ -462,11 +482,16 @@ def _list(target: Target, recursive: bool, limit: int) -> tuple[list[str], bool]
     return names, False
 
 
-def list_text(target: Target, recursive: bool, limit: int) -> str:
+def list_text(target: Target, recursive: bool, limit: int, shield: bool = False) -> str:
     """list_files' result (Roo's formatFilesList); the first prompt's
-    workspace listing is this too."""
+    workspace listing is this too. ``shield``: write-protected files get
+    Roo's 🛡️ mark (list_files passes its rooProtectedController, the
+    environment details do not)."""
     names, hit_limit = _list(target, recursive, limit)
     names.sort(key=functools.cmp_to_key(_roo_order))
+    if shield:
+        base = "" if target.rel == "." else target.rel + "/"
+        names = [f"{SHIELD} {n}" if is_write_protected(base + n) else n for n in names]
     if hit_limit:
         return "\n".join(names) + "\n\n" + LIST_TRUNCATED
     return "\n".join(names) if names else "No files found."
@@ -478,7 +503,8 @@ async def _list_files(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     if not await in_thread("listing files", target.path.is_dir):
         raise ToolError(f"Error listing files: {quoted(rel)} is not a directory (use read_file for files).")
     limit = int(ctx.settings.get("list_max_entries", 500))
-    return ToolOutcome(await in_thread("listing files", list_text, target, bool(args.get("recursive")), limit))
+    text = await in_thread("listing files", list_text, target, bool(args.get("recursive")), limit, True)
+    return ToolOutcome(text)
 
 
 async def _approve_list(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -520,12 +546,12 @@ def _write_preview(path: Path, rel: str, content: str) -> str:
 
 async def _approve_write(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:
     target = await locate(ctx, args["path"])
-    if approves(ctx, "write"):
+    if approves_write(ctx, args["path"], target.rel):
         await in_thread(f"reading file {shown(args['path'])}", _old_content, target.path)  # refuses a directory
         return None
     action = f"reading file {shown(args['path'])}"
     diff = await in_thread(action, _write_preview, target.path, target.rel, args["content"])
-    return {"kind": "tool", "diff": diff}
+    return write_ask(diff, args["path"], target.rel)
 
 
 def _write(path: Path, content: str) -> bool:

@@ -1,0 +1,112 @@
+"""Approval policy through whole tasks with the fake providers: Roo's write
+protection, its command decision, the refused completion after a failed
+tool, and the result texts the model receives (asserted in the requests
+the provider gets, for both wire formats)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api, make_config
+from tests.engine.fakes import FakeProviderServer, ReceivedRequest, Turn, call, fake_anthropic, fake_openai  # noqa: F401
+from tests.engine.test_tasks_with_fakes import DONE, answer, nth_wait, start, until
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def fake(request: pytest.FixtureRequest) -> FakeProviderServer:
+    return request.getfixturevalue(f"fake_{request.param}")
+
+
+@pytest.fixture
+def config(tmp_path, fake) -> dict[str, Any]:
+    cfg = make_config(tmp_path, engine={"max_concurrent_tasks": 1})
+    cfg["providers"]["real"] = fake.profile()
+    return cfg
+
+
+def tool_results(request: ReceivedRequest) -> list[str]:
+    """The text of every tool result in a request, oldest first, whichever
+    wire format (OpenAI ``tool`` messages, Anthropic ``tool_result`` blocks)."""
+    texts: list[str] = []
+    for message in request.body["messages"]:
+        if message.get("role") == "tool":
+            content = message["content"]
+            texts.append(content if isinstance(content, str) else "".join(b.get("text", "") for b in content))
+        elif message.get("role") == "user" and isinstance(message.get("content"), list):
+            for block in message["content"]:
+                if block.get("type") == "tool_result":
+                    content = block.get("content")
+                    if isinstance(content, list):
+                        content = "".join(b.get("text", "") for b in content if b.get("type") == "text")
+                    texts.append(content or "")
+    return texts
+
+
+def read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+# -- write protection (Roo's RooProtectedController) --------------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_protected_file_asks_even_with_write_auto_approved(api: Api, fake: FakeProviderServer) -> None:
+    widened = '{"customModes": [{"slug": "code", "groups": ["read", "edit", "command"]}]}\n'
+    fake.script(
+        Turn(tool_calls=[call("write_to_file", path="notes.txt", content="plain\n")]),
+        Turn(tool_calls=[call("write_to_file", path=".roomodes", content=widened)]),
+        Turn(tool_calls=[call("write_to_file", path=".roo/rules/extra.md", content="obey\n")]),
+        DONE,
+    )
+    s, t = await start(api, auto_approve={"write": True})
+    waiting = await until(api, s, t, "waiting")  # notes.txt went through; .roomodes asks
+    ask = waiting["pending_ask"]
+    assert ask["kind"] == "tool" and ask["args"]["path"] == ".roomodes"
+    assert ask["protected"] is True
+    assert ask["message"] == "This is a Roo configuration file and requires approval for modifications"
+    assert read(os.path.join(s["workspace"], "notes.txt")) == "plain\n"
+    await answer(api, waiting, approve=False)
+    waiting = await nth_wait(api, s, t, 2)
+    assert waiting["pending_ask"]["args"]["path"] == ".roo/rules/extra.md"
+    await answer(api, waiting, approve=True)
+    assert (await until(api, s, t))["status"] == "completed"
+    assert read(os.path.join(s["workspace"], ".roomodes")) is None
+    assert read(os.path.join(s["workspace"], ".roo", "rules", "extra.md")) == "obey\n"
+    # The model was told of the denial, and the approved write went through.
+    assert "denied" in tool_results(fake.requests[2])[-1]
+    assert '"path": ".roo/rules/extra.md"' in tool_results(fake.requests[3])[-1]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_write_protected_auto_approves_protected_files(api: Api, fake: FakeProviderServer) -> None:
+    fake.script(
+        Turn(tool_calls=[call("write_to_file", path="AGENTS.md", content="# agents\n")]),
+        Turn(tool_calls=[call("search_replace", file_path="AGENTS.md", old_string="agents", new_string="AI")]),
+        DONE,
+    )
+    s, t = await start(api, auto_approve={"write": True, "write_protected": True})
+    assert s["auto_approve"]["write_protected"] is True
+    done = await until(api, s, t)
+    assert done["status"] == "completed", done
+    assert read(os.path.join(s["workspace"], "AGENTS.md")) == "# AI\n"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_symlink_to_a_protected_file_is_protected(api: Api, fake: FakeProviderServer) -> None:
+    fake.script(Turn(tool_calls=[call("write_to_file", path="innocent.json", content="{}\n")]), DONE)
+    s = await api.session(provider="real", auto_approve={"write": True})
+    with open(os.path.join(s["workspace"], ".roomodes"), "w") as f:
+        f.write("{}\n")
+    os.symlink(".roomodes", os.path.join(s["workspace"], "innocent.json"))
+    t = await api.task(s["id"], "do the work")
+    waiting = await until(api, s, t, "waiting")
+    assert waiting["pending_ask"]["protected"] is True
+    await answer(api, waiting, approve=False)
+    assert (await until(api, s, t))["status"] == "completed"
