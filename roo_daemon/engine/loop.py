@@ -20,6 +20,7 @@ whose ask was answered while no loop was waiting for it (``resume.py``).
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import asdict
 from typing import Any
 
@@ -38,19 +39,31 @@ from roo_daemon.engine.providers.base import (
     ToolCall,
     Usage,
 )
+from roo_daemon.engine.providers.retry import RetryPolicy
 from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated, tool_error
 from roo_daemon.engine.resume import interrupted_results, resumption, steering
 from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event
 
-# Roo-Code's reminder after a turn without a tool call (formatResponse.noToolsUsed).
+# Roo-Code's reminder after a turn without a tool call (formatResponse.noToolsUsed,
+# with the native-protocol tool instructions reminder).
 NO_TOOLS_USED = (
     "[ERROR] You did not use a tool in your previous response! Please retry with a tool use.\n\n"
+    "# Reminder: Instructions for Tool Use\n\n"
+    "Tools are invoked using the platform's native tool calling mechanism. Each tool requires specific parameters "
+    "as defined in the tool descriptions. Refer to the tool definitions provided in your system instructions for "
+    "the correct parameter structure and usage examples.\n\n"
+    "Always ensure you provide all required parameters for the tool you wish to use.\n\n"
     "# Next Steps\n\n"
     "If you have completed the user's task, use the attempt_completion tool.\n"
     "If you require additional information from the user, use the ask_followup_question tool.\n"
     "Otherwise, if you have not completed the task and do not need additional information, "
     "then proceed with the next step of the task.\n"
     "(This is an automated message, so do not respond to it conversationally.)"
+)
+# Roo's error when the model answers with neither text nor a tool call.
+EMPTY_RESPONSE = (
+    "Unexpected API Response: The language model did not provide any assistant messages. This may indicate an "
+    "issue with the API or the model's output."
 )
 SKIPPED = "Skipping tool {} due to user rejecting a previous tool."
 
@@ -78,6 +91,7 @@ class AgentLoop:
         self.custom_instructions = custom_instructions
         self.delta_window = delta_window
         self.context = ContextManager(condense_threshold_percent)
+        self._rng = random.Random()  # backoff jitter before an empty response is retried
 
     async def run(self, ctx: TaskContext) -> str:
         provider = self.providers.get(ctx.task.provider)
@@ -156,6 +170,10 @@ class AgentLoop:
             tools = await self.tools.specs_for(ctx, mode)  # the daemon's tools and the task's MCP tools
             await self.context.fit(ctx, provider, conv, system, tools)
             text, calls, usage = await self._request(ctx, provider, conv, system, tools)
+            if not text and not calls:
+                await self._empty_response(ctx, provider)
+                continue
+            state["empty_responses"] = 0
             message = {
                 "role": "assistant",
                 "content": text,
@@ -167,9 +185,14 @@ class AgentLoop:
             event = ("message", {"role": "assistant", "text": text, "provider_kind": provider.kind}) if text else None
             ctx.record([row], event, state=True)
             if not calls:
-                state["mistakes"] += 1
-                ctx.record([conv.add({"role": "user", "content": NO_TOOLS_USED, "source": "engine"})])
+                # Roo's grace: the first turn without a tool only gets the
+                # reminder; from the second in a row each counts as a mistake.
+                state["no_tool_turns"] = state.get("no_tool_turns", 0) + 1
+                if state["no_tool_turns"] >= 2:
+                    state["mistakes"] += 1
+                ctx.record([conv.add({"role": "user", "content": NO_TOOLS_USED, "source": "engine"})], state=True)
                 continue
+            state["no_tool_turns"] = 0
             result = await self._run_calls(ctx, conv, calls)
             if result is not None:
                 return result
@@ -190,6 +213,21 @@ class AgentLoop:
                     raise TaskFailure("provider_error", str(e)) from None
                 await self.context.fit(ctx, provider, conv, system, tools, forced=True)
         raise AssertionError("unreachable")
+
+    async def _empty_response(self, ctx: TaskContext, provider: Provider) -> None:
+        """A turn with neither text nor a tool call is not stored and not a
+        mistake: the same request is sent again after the provider's
+        backoff, as Roo retries it. Unlike Roo (which retries forever when
+        auto-approving), the provider's ``max_retries`` bounds it."""
+        state = ctx.task.state
+        failures = state.get("empty_responses", 0) + 1
+        state["empty_responses"] = failures
+        policy = getattr(provider, "retry", None) or RetryPolicy(backoff_base_seconds=0)
+        if failures > policy.max_retries:
+            state["empty_responses"] = 0
+            raise TaskFailure("empty_response", f"{EMPTY_RESPONSE} (after {failures} attempts)")
+        ctx.publish("message.reset", {"reason": "empty response: the request is sent again"})
+        await asyncio.sleep(policy.backoff(failures - 1, self._rng))
 
     async def _boundary_asks(self, ctx: TaskContext, conv: Conversation) -> None:
         """Between turns: the mistake limit, then the request and cost limits."""

@@ -80,6 +80,7 @@ PROVIDERS: dict[str, Any] = {
             {"text": "thinking"},
             {"text": "still thinking"},
             {"text": "hmm"},
+            {"text": "hmm, again"},  # the fourth: Roo's grace does not count the first
             DONE,
         ],
     },

@@ -144,3 +144,56 @@ async def test_a_mistake_limit_of_zero_is_unlimited(config: dict, api: Api, fake
     assert done["status"] == "completed", done
     assert len(fake.requests) == 10
     assert not any(r.startswith('{"status":"error"') for r in tool_results(fake, 9))
+
+
+# -- item 7: turns without a tool call -------------------------------------------
+
+NO_TOOLS_USED = (
+    "[ERROR] You did not use a tool in your previous response! Please retry with a tool use.\n\n"
+    "# Reminder: Instructions for Tool Use\n\n"
+    "Tools are invoked using the platform's native tool calling mechanism. Each tool requires specific parameters "
+    "as defined in the tool descriptions. Refer to the tool definitions provided in your system instructions for "
+    "the correct parameter structure and usage examples.\n\n"
+    "Always ensure you provide all required parameters for the tool you wish to use.\n\n"
+    "# Next Steps\n\n"
+    "If you have completed the user's task, use the attempt_completion tool.\n"
+    "If you require additional information from the user, use the ask_followup_question tool.\n"
+    "Otherwise, if you have not completed the task and do not need additional information, then proceed with "
+    "the next step of the task.\n"
+    "(This is an automated message, so do not respond to it conversationally.)"
+)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_turns_without_a_tool_get_roos_reminder_and_the_first_is_not_a_mistake(
+    api: Api, fake: FakeOpenAI
+) -> None:
+    fake.script(Turn(text="a"), LIST, Turn(text="b"), Turn(text="c"), Turn(text="d"), Turn(text="e"), DONE)
+    s, t = await start(api, auto_approve={"read_only": True})
+    waiting = await until(api, s, t, "waiting")
+    assert waiting["pending_ask"]["kind"] == "mistake_limit"
+    # a (grace), a tool call (resets the grace), b (grace), c, d, e: three mistakes.
+    assert len(fake.requests) == 6
+    assert user_texts(fake, 1)[-1] == NO_TOOLS_USED
+    await answer(api, waiting)
+    assert (await until(api, s, t))["status"] == "completed"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_empty_response_is_retried_and_not_stored(api: Api, fake: FakeOpenAI) -> None:
+    fake.script(Turn(usage={"input": 10, "output": 0}), Turn(usage={"input": 10, "output": 0}), DONE)
+    s, t = await start(api)
+    assert (await until(api, s, t))["status"] == "completed"
+    assert len(fake.requests) == 3
+    # The same conversation each time: no empty assistant turn, no reminder.
+    assert messages(fake, 0) == messages(fake, 1) == messages(fake, 2)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_empty_responses_past_the_providers_retries_fail_the_task(api: Api, fake: FakeOpenAI) -> None:
+    fake.script(*[Turn()] * 4)  # the profile's max_retries is 3
+    s, t = await start(api)
+    done = await until(api, s, t)
+    assert done["status"] == "failed" and done["error"]["code"] == "empty_response"
+    assert done["error"]["message"].startswith("Unexpected API Response: The language model did not provide")
+    assert len(fake.requests) == 4
