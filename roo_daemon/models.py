@@ -70,11 +70,20 @@ class Session:
 
     @property
     def resource_json(self) -> bytes:
-        """The serialised resource, cached: a session never changes after creation."""
+        """The serialised resource, cached: a session changes only by
+        :meth:`apply` (PATCH), which drops the cache."""
         cached = self.__dict__.get("_json")
         if cached is None:
             cached = self.__dict__["_json"] = json.dumps(self.to_resource(), separators=(",", ":")).encode()
         return cached
+
+    def apply(self, changes: dict[str, Any]) -> None:
+        """Change fields in place: the session's live tasks hold this very
+        object, so they see a new ``auto_approve`` or ``ask_timeouts`` at
+        their next tool call or ask."""
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self.__dict__.pop("_json", None)
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)

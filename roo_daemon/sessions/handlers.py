@@ -25,10 +25,14 @@ class SessionsHandler(ApiHandler):
 
 
 class SessionHandler(ApiHandler):
-    operations = {"GET": "getSession", "DELETE": "deleteSession"}
+    operations = {"GET": "getSession", "PATCH": "updateSession", "DELETE": "deleteSession"}
 
     def get(self, session_id: str) -> None:
         self.send_json(self.ctx.sessions.visible(self.principal, session_id).resource_json)
+
+    async def patch(self, session_id: str) -> None:
+        session = await self.ctx.sessions.update(self.principal, session_id, self.json_body())
+        self.send_json(session.resource_json)
 
     async def delete(self, session_id: str) -> None:
         await self.ctx.sessions.delete(self.principal, session_id)

@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ class SessionManager:
         self.max_sessions = max_sessions
         self.sessions: dict[str, Session] = {}
         self._creating: Counter[str] = Counter()  # sessions being created, per principal
+        self._updating: dict[str, asyncio.Lock] = {}  # per session: one PATCH at a time
 
     def update_limits(self, max_sessions: int) -> None:
         """A new per-principal cap (a SIGHUP reload), checked from the next
@@ -206,6 +208,53 @@ class SessionManager:
         owner = None if principal.is_admin else principal.name
         items, last = await self.store.page(owner, decode_cursor(cursor), limit)
         return items, encode_cursor(last)
+
+    async def update(self, principal: Principal, session_id: str, body: dict[str, Any]) -> Session:
+        """Change a session's name and its tasks' defaults (PATCH).
+
+        ``mode`` and ``provider`` are defaults for tasks created from now on
+        (a task keeps the ones it started with). ``auto_approve`` (merged
+        over the current policy) and ``ask_timeouts`` (replacing them) apply
+        to the session's live tasks too, from their next tool call or ask:
+        a dashboard can switch on write approval to let a running task go
+        on. One update at a time per session, so the stored document and
+        the ``session.updated`` events follow the order the updates took."""
+        session = self.visible(principal, session_id)
+        lock = self._updating.setdefault(session_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._update(principal, session, body)
+        finally:
+            if not lock.locked() and self._updating.get(session_id) is lock:
+                del self._updating[session_id]
+
+    async def _update(self, principal: Principal, session: Session, body: dict[str, Any]) -> Session:
+        changes: dict[str, Any] = {}
+        if "name" in body:
+            changes["name"] = body["name"]
+        if "provider" in body:
+            self.check_provider(body["provider"])
+            changes["provider"] = body["provider"]
+            changes["provider_kind"] = self.provider_kind(body["provider"])
+        if "mode" in body:
+            await self.check_mode(body["mode"], session.workspace)  # reads .roomodes: off the loop
+            changes["mode"] = body["mode"]
+        if "auto_approve" in body:
+            changes["auto_approve"] = {**session.auto_approve, **body["auto_approve"]}
+        if "ask_timeouts" in body:
+            changes["ask_timeouts"] = dict(body["ask_timeouts"])
+        if self.sessions.get(session.id) is not session:  # deleted while the mode was checked
+            raise not_found("session", session.id)
+        updated = replace(session, **changes)
+        await self.bus.append(
+            "session.updated",
+            updated.to_resource(),
+            session_id=session.id,
+            owner=session.owner,
+            write=SessionStore.update(updated),
+        )
+        session.apply(changes)  # committed: now the live tasks see it
+        return session
 
     async def delete(self, principal: Principal, session_id: str) -> None:
         session = self.visible(principal, session_id)

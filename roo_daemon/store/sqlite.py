@@ -70,6 +70,11 @@ class SessionStore:
         )
 
     @staticmethod
+    def update(session: Session) -> WriteFn:
+        doc = _dumps(session.to_doc())  # now, on the loop: later changes cannot race the writer
+        return lambda c: c.execute("UPDATE sessions SET doc = ? WHERE id = ?", (doc, session.id))
+
+    @staticmethod
     def delete(session_id: str) -> WriteFn:
         def run(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM events WHERE session_id = ?", (session_id,))

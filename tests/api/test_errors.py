@@ -121,7 +121,7 @@ async def test_wrong_method_is_405_with_allow(api: Api) -> None:
     cases = {
         ("PUT", SESSIONS): {"GET", "HEAD", "POST"},
         ("PATCH", "/healthz"): {"GET", "HEAD"},
-        ("POST", f"{SESSIONS}/ses_{'0' * 32}"): {"GET", "HEAD", "DELETE"},
+        ("POST", f"{SESSIONS}/ses_{'0' * 32}"): {"GET", "HEAD", "PATCH", "DELETE"},
         ("DELETE", "/metrics"): {"GET", "HEAD"},
     }
     for (method, path), allowed in cases.items():
