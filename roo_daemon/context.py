@@ -28,7 +28,7 @@ from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
 from roo_daemon.tasks.recovery import recover
 from roo_daemon.tasks.runner import TaskRunner
-from roo_daemon.ws.handlers import FrameValidator
+from roo_daemon.ws.protocol import FrameValidator
 
 
 class StartupError(Exception):

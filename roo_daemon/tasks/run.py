@@ -18,7 +18,7 @@ import asyncio
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from roo_daemon.engine.base import Answer, TaskFailure
 from roo_daemon.engine.calls import current_call_id
@@ -32,13 +32,34 @@ from roo_daemon.store.sqlite import StaleWrite, chain
 BACKLOG_LIMIT = 10_000  # queued event writes before streaming tasks wait for the store
 
 if TYPE_CHECKING:
-    from roo_daemon.tasks.runner import TaskRunner
+    from roo_daemon.events import EventBus
+    from roo_daemon.metrics import Metrics
+
+
+class RunHost(Protocol):
+    """What a run needs of the runner that drives it
+    (:class:`roo_daemon.tasks.runner.TaskRunner`). Named here so this module
+    does not import the runner, which imports it: the dependency goes one way."""
+
+    bus: EventBus
+    settings: dict[str, Any]
+    messages: MessageStore
+    inbox: InboxStore
+    metrics: Metrics
+
+    def claim_slot(self, run: TaskRun) -> bool: ...
+
+    def release_slot(self, run: TaskRun) -> None: ...
+
+    def status_changed(self, old: str, new: str) -> None: ...
+
+    def answered(self, run: TaskRun, started: bool) -> None: ...
+
+    async def spawn_child(self, parent: TaskRun, mode: str, message: str, todos: list[dict[str, str]]) -> Task: ...
 
 
 class TaskRun:
-    def __init__(
-        self, runner: TaskRunner, task: Task, session: Session, images: list[str], fresh: bool = False
-    ) -> None:
+    def __init__(self, runner: RunHost, task: Task, session: Session, images: list[str], fresh: bool = False) -> None:
         self.runner = runner
         self.task = task
         self.session = session

@@ -289,11 +289,11 @@ async def test_what_unsubscribed_subscriptions_sent_is_remembered_within_bounds(
     assert await once("a", task_id=tasks[0]["id"]) == first
     for _ in range(3):
         assert await once("a", task_id=tasks[0]["id"]) == []
-    assert len(handler._gone) == 1  # one record for the same filters
+    assert len(handler.subs._gone) == 1  # one record for the same filters
 
     for task in tasks[1:]:
         assert await once("b", task_id=task["id"]) == await store_seqs(ctx, task_id=task["id"])
-    assert len(handler._gone) == 3  # the cap: the first task's record was forgotten
+    assert len(handler.subs._gone) == 3  # the cap: the first task's record was forgotten
     assert await once("a", task_id=tasks[0]["id"]) == first  # again: a duplicate, not a gap
     assert await once("b", task_id=tasks[-1]["id"]) == []  # still remembered
 
@@ -301,7 +301,7 @@ async def test_what_unsubscribed_subscriptions_sent_is_remembered_within_bounds(
     assert await once("c", task_id=tasks[0]["id"]) == []  # only a gap frame: everything is pruned
     # The others covered pruned events only; "c" covered nothing (nothing was
     # left to replay, and no event has reached this connection live).
-    assert handler._gone == []
+    assert handler.subs._gone == []
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -348,7 +348,7 @@ async def test_replays_waiting_for_room_side_by_side_all_resume(api, ctx, ws_con
     assert await ping(ws, "hello") == [{"event": "pong", "id": "hello", "data": {}}]
     (handler,) = [w for w in ctx.websockets if not w.subs]
     low_water = ctx.config["websocket"]["send_queue_max"] // 2
-    handler._unflushed = low_water  # as if the client had not read what it was handed
+    handler.outbox.unflushed = low_water  # as if the client had not read what it was handed
     pages = 0
     page = ctx.events.page
 
@@ -372,7 +372,7 @@ async def test_replays_waiting_for_room_side_by_side_all_resume(api, ctx, ws_con
 
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
-    handler._flushed(done, low_water)  # the client read it all
+    handler.outbox.flushed(done, low_water)  # the client read it all
     await asyncio.wait_for(asyncio.gather(*replays), 5)
     frames = await ping(ws)
     assert sorted(seqs(frames)) == await store_seqs(ctx, session["id"])
@@ -394,7 +394,7 @@ async def test_one_live_subscription_gets_the_fast_path_back(api, ctx, ws_connec
     await ws.send({"op": "unsubscribe", "id": "ahead"})
     assert await ws.recv() == {"event": "unsubscribed", "id": "ahead", "data": {}}
     await subscribe(ws, "live", session_id=session["id"])
-    assert handler._solo is handler.subs["live"]
+    assert handler.subs._solo is handler.subs["live"]
 
     release = hold_fan_out(ctx)
     try:
@@ -406,9 +406,9 @@ async def test_one_live_subscription_gets_the_fast_path_back(api, ctx, ws_connec
     assert seqs(await ping(ws)) == [late]  # read from the store before its fan-out
     await ws.send({"op": "unsubscribe", "id": "replay"})
     assert await ws.recv() == {"event": "unsubscribed", "id": "replay", "data": {}}
-    assert handler._solo is None  # "live" alone would send it again
+    assert handler.subs._solo is None  # "live" alone would send it again
     fan_out[0]()
     assert await ping(ws) == [PONG]
-    assert handler._solo is handler.subs["live"]
+    assert handler.subs._solo is handler.subs["live"]
     await ctx.bus.append("test.next", {"n": 2}, session_id=session["id"], owner="local")
     assert seqs(await ping(ws)) == [late + 1]

@@ -188,7 +188,7 @@ async def test_event_committed_before_the_replay_but_fanned_out_after_is_sent_on
 async def test_pruning_during_a_replay_is_announced_with_a_gap(api, ctx, ws_connect, monkeypatch, when):
     """Retention may drop events while a long replay pages through them: the
     client gets a gap frame where they went, never a silent hole."""
-    from roo_daemon.ws import handlers
+    from roo_daemon.ws import subscriptions
 
     session = await api.session(provider="instant")
     task = await api.task(session["id"])
@@ -197,7 +197,7 @@ async def test_pruning_during_a_replay_is_announced_with_a_gap(api, ctx, ws_conn
     await watcher.recv_until(final(task["id"]))
     stored = [f["seq"] for f in await stored_events(api, session["id"], task["id"])]
     assert len(stored) > 6
-    monkeypatch.setattr(handlers, "REPLAY_PAGE", 2)
+    monkeypatch.setattr(subscriptions, "REPLAY_PAGE", 2)
     page = ctx.events.page
     calls = 0
 
