@@ -43,7 +43,6 @@ class EventSocket(WebSocketHandler, ProblemWriter):
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.principal: Principal | None = None
         self.outbox = Outbox(
             lambda: self.ws_connection,
             lambda: self.ctx.config["websocket"]["send_queue_max"],
@@ -82,7 +81,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         if header is not None or self.ctx.auth.open:
             # Same rules as REST: 401 with a challenge, 429 for an address
             # that has sent too many wrong keys.
-            self._authenticated(authenticate(self.ctx, self.client_ip, header))
+            self.principal = authenticate(self.ctx, self.client_ip, header)
         if self.principal is not None and self._too_many(self.principal):
             raise Problem(
                 429,
@@ -98,8 +97,16 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         cap = self.ctx.config["limits"]["ws_connections_per_principal"]
         return protocol.too_many(self.ctx.websockets, self, principal, cap)
 
-    def _authenticated(self, principal: Principal) -> None:
-        self.principal = self.subs.principal = principal
+    @property
+    def principal(self) -> Principal | None:
+        """Who the connection is; None until authenticated. Held by the
+        subscription set (whose events it may send), so a SIGHUP that changes
+        a key's scopes (``Daemon._recheck_websockets``) changes both at once."""
+        return self.subs.principal
+
+    @principal.setter
+    def principal(self, principal: Principal | None) -> None:
+        self.subs.principal = principal
 
     def update_limits(self, limits: dict[str, Any]) -> None:
         """The client's frame budget (``limits.ws_frames``), at open and on a
@@ -190,7 +197,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             self._error(None, "too-many-requests", "too many WebSocket connections for this key")
             self.close(1008, "too many connections")
             return
-        self._authenticated(principal)
+        self.principal = principal
         self._reply("authenticated", None)
 
     async def _op_ping(self, frame: dict[str, Any]) -> None:

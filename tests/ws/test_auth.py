@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from roo_daemon.auth import hash_key
+from roo_daemon.auth import Principal, hash_key
 from tests.conftest import Api, WsClient, make_config
 from tests.ws.helpers import final, is_event, ping, stored_events, subscribe
 
@@ -206,3 +206,18 @@ async def test_admin_sees_every_principals_events(alice, bob, ws_connect):
     frames = await root.recv_until(final(tb["id"]))
     assert {f["session_id"] for f in frames} == {b["id"]}
     await subscribe(root, "hers", session_id=a["id"])  # may name anyone's session
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_new_scopes_on_an_open_connection_decide_which_events_it_gets(alice, bob, ctx, ws_connect):
+    """A SIGHUP reload gives an open connection its key's new scopes
+    (``Daemon._recheck_websockets`` sets ``principal``): an admin key made
+    an ordinary one stops getting other principals' events at once."""
+    root = await ws_connect(bearer("root"))
+    await subscribe(root, "all")
+    (handler,) = ctx.websockets
+    a = await alice.session()
+    assert (await root.recv())["session_id"] == a["id"]
+    handler.principal = Principal("root", frozenset({"read"}))  # as a reload that took admin away
+    await alice.session()
+    assert await ping(root, "quiet") == [{"event": "pong", "id": "quiet", "data": {}}]
