@@ -20,6 +20,7 @@ from roo_daemon.api.meta import (
     OpenApiYamlHandler,
     ReadyHandler,
 )
+from roo_daemon.api.modes import ModesHandler
 from roo_daemon.api.providers import ProvidersHandler
 from roo_daemon.checkpoints.handlers import CheckpointDiffHandler, CheckpointRestoreHandler, CheckpointsHandler
 from roo_daemon.context import AppContext
@@ -57,6 +58,7 @@ ROUTES: list[tuple[str, type]] = [
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/diff", CheckpointDiffHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/checkpoints/{checkpoint_id}/restore", CheckpointRestoreHandler),
     ("/api/v1/providers", ProvidersHandler),
+    ("/api/v1/modes", ModesHandler),
     ("/api/v1/tasks", AllTasksHandler),
     ("/api/v1/mcp/servers", McpServersHandler),
 ]

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from roo_daemon.engine.mode_texts import ROO_MODE_TEXTS
+
 TOOL_GROUPS: dict[str, tuple[str, ...]] = {
     "read": ("read_file", "list_files", "search_files"),
     "edit": ("write_to_file", "apply_diff", "search_replace"),
@@ -42,7 +44,8 @@ class Mode:
     file_regex_description: str | None = None
     when_to_use: str = ""
     custom_instructions: str = ""
-    source: str = "built-in"
+    source: str = "built-in"  # or "config", ".roomodes"
+    description: str = ""  # Roo's one-line summary (its mode selector shows it)
     _compiled: Any = field(default=None, compare=False, repr=False)
 
     def allows(self, tool: str) -> bool:
@@ -55,6 +58,31 @@ class Mode:
         only: Roo offers them when the mode has the ``mcp`` group."""
         return group in self.groups
 
+    def prompt_line(self) -> str:
+        """This mode in the system prompt's MODES section, as Roo's
+        ``getModesSection`` writes it: ``whenToUse`` (later lines indented),
+        else the first sentence of the role."""
+        if self.when_to_use.strip():
+            summary = self.when_to_use.replace("\n", "\n    ")
+        else:
+            summary = self.role_definition.split(".")[0]
+        return f'  * "{self.name}" mode ({self.slug}) - {summary}'
+
+    def to_resource(self) -> dict[str, Any]:
+        """The mode as ``GET /api/v1/modes`` lists it (openapi.yaml ``ModeInfo``)."""
+        return {
+            "slug": self.slug,
+            "name": self.name,
+            "source": self.source,
+            "groups": list(self.groups),
+            "file_regex": self.file_regex,
+            "file_regex_description": self.file_regex_description,
+            "role_definition": self.role_definition,
+            "when_to_use": self.when_to_use,
+            "description": self.description,
+            "custom_instructions": self.custom_instructions,
+        }
+
     def edit_refusal(self, path: str) -> str | None:
         """Roo's FileRestrictionError text when this mode may not edit ``path``."""
         if self.file_regex is None or re.search(self.file_regex, path):
@@ -63,56 +91,41 @@ class Mode:
         return f"This mode ({self.name}) can only edit files matching pattern: {self.file_regex}{what}. Got: {path}"
 
 
-BUILT_IN: dict[str, Mode] = {
-    m.slug: m
-    for m in (
-        Mode(
-            "code",
-            "💻 Code",
-            "You are Roo, a highly skilled software engineer with extensive knowledge in many programming "
-            "languages, frameworks, design patterns, and best practices.",
-            ("read", "edit", "browser", "command", "mcp"),
-            when_to_use="Writing, modifying, or refactoring code.",
-        ),
-        Mode(
-            "architect",
-            "🏗️ Architect",
-            "You are Roo, an experienced technical leader who is inquisitive and an excellent planner. Your goal "
-            "is to gather information and get context to create a detailed plan for accomplishing the user's "
-            "task, which the user will review and approve before they switch into another mode to implement "
-            "the solution.",
-            ("read", "edit", "browser", "mcp"),
-            file_regex=r"\.md$",
-            file_regex_description="Markdown files only",
-            when_to_use="Planning, designing, or strategizing before implementation.",
-        ),
-        Mode(
-            "ask",
-            "❓ Ask",
-            "You are Roo, a knowledgeable technical assistant focused on answering questions and providing "
-            "information about software development, technology, and related topics.",
-            ("read", "browser", "mcp"),
-            when_to_use="Explanations, documentation, or answers to technical questions.",
-        ),
-        Mode(
-            "debug",
-            "🪲 Debug",
-            "You are Roo, an expert software debugger specializing in systematic problem diagnosis and resolution.",
-            ("read", "edit", "browser", "command", "mcp"),
-            when_to_use="Troubleshooting issues, investigating errors, or diagnosing problems.",
-        ),
-        Mode(
-            "orchestrator",
-            "🪃 Orchestrator",
-            "You are Roo, a strategic workflow orchestrator who coordinates complex tasks by delegating them to "
-            "appropriate specialized modes. You have a comprehensive understanding of each mode's capabilities "
-            "and limitations, allowing you to effectively break down complex problems into discrete tasks that "
-            "can be solved by different specialists.",
-            (),
-            when_to_use="Complex, multi-step projects that need coordination across specialties.",
-        ),
-    )
+# Roo's groups for each built-in mode (DEFAULT_MODES), in its order, which
+# is also the order of the system prompt's MODES section.
+_BUILT_IN_GROUPS: dict[str, tuple[str, ...]] = {
+    "architect": ("read", "edit", "mcp"),
+    "code": ("read", "edit", "command", "mcp"),
+    "ask": ("read", "mcp"),
+    "debug": ("read", "edit", "command", "mcp"),
+    "orchestrator": (),
 }
+_BUILT_IN_NAMES = {
+    "architect": "🏗️ Architect",
+    "code": "💻 Code",
+    "ask": "❓ Ask",
+    "debug": "🪲 Debug",
+    "orchestrator": "🪃 Orchestrator",
+}
+
+
+def _built_in(slug: str) -> Mode:
+    texts = ROO_MODE_TEXTS[slug]
+    markdown_only = slug == "architect"
+    return Mode(
+        slug,
+        _BUILT_IN_NAMES[slug],
+        texts["roleDefinition"],
+        _BUILT_IN_GROUPS[slug],
+        file_regex=r"\.md$" if markdown_only else None,
+        file_regex_description="Markdown files only" if markdown_only else None,
+        when_to_use=texts["whenToUse"],
+        custom_instructions=texts["customInstructions"],
+        description=texts["description"],
+    )
+
+
+BUILT_IN: dict[str, Mode] = {slug: _built_in(slug) for slug in _BUILT_IN_GROUPS}
 
 
 class ModeError(ValueError):
@@ -150,6 +163,7 @@ def mode_from_config(doc: dict[str, Any], source: str) -> Mode:
             when_to_use=doc.get("whenToUse", ""),
             custom_instructions=doc.get("customInstructions", ""),
             source=source,
+            description=doc.get("description", ""),
         )
     except (KeyError, TypeError, re.error) as e:
         raise ModeError(f"bad custom mode in {source}: {e}") from None
@@ -176,11 +190,13 @@ def workspace_modes(workspace: str) -> dict[str, Mode]:
     return modes
 
 
-def available_modes(config_modes: list[dict[str, Any]], workspace: str) -> dict[str, Mode]:
-    """Built-in, then config, then the workspace's: later ones win."""
+def available_modes(config_modes: list[dict[str, Any]], workspace: str | None) -> dict[str, Mode]:
+    """Built-in, then config, then the workspace's: later ones win (a slug
+    defined again keeps its place in the order)."""
     modes = dict(BUILT_IN)
     for entry in config_modes:
         mode = mode_from_config(entry, "config")
         modes[mode.slug] = mode
-    modes.update(workspace_modes(workspace))
+    if workspace is not None:
+        modes.update(workspace_modes(workspace))
     return modes

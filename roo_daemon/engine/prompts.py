@@ -27,9 +27,7 @@ LISTING_CAP = 200  # Roo's maxWorkspaceFiles default
 
 def system_prompt(mode: Mode, modes: dict[str, Mode], workspace: str, global_instructions: str) -> str:
     shell = os.environ.get("SHELL", "/bin/sh")
-    mode_lines = "\n".join(
-        f'  * "{m.name}" mode ({m.slug}) - {m.when_to_use or m.role_definition[:120]}' for m in modes.values()
-    )
+    mode_lines = "\n".join(m.prompt_line() for m in modes.values())
     sections = [
         mode.role_definition,
         "====\n\nMARKDOWN RULES\n\nALL responses MUST show ANY `language construct` OR filename reference as "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from roo_daemon.auth import Principal
-from roo_daemon.engine.modes import ModeError, available_modes
+from roo_daemon.engine.modes import Mode, ModeError, available_modes
 from roo_daemon.engine.providers.base import Provider
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
@@ -90,6 +90,22 @@ class SessionManager:
             raise validation_problem(
                 [{"pointer": "/body/mode", "message": f"no mode {mode!r} (available: {', '.join(modes)})"}]
             )
+
+    async def modes(self, principal: Principal, session_id: str | None) -> list[Mode]:
+        """The modes a session's tasks can use: built-in, config, then its
+        workspace's ``.roomodes`` (without a session: what every session has).
+        A ``.roomodes`` that cannot be read is a 409 that says why: the
+        session's tasks would fail with ``bad_modes`` until it is fixed."""
+        if session_id is None:
+            workspace = None
+        else:
+            workspace = self.visible(principal, session_id).workspace
+        try:
+            # .roomodes is a file read: off the loop.
+            modes = await asyncio.to_thread(available_modes, self.config_modes, workspace)
+        except ModeError as e:
+            raise Problem(409, f"the session's modes cannot be read, so its tasks cannot start: {e}") from None
+        return list(modes.values())
 
     async def create(self, principal: Principal, body: dict[str, Any], key: str | None) -> tuple[Session, bool]:
         async def create(record: Any) -> str:
