@@ -145,11 +145,10 @@ def serve(cfg: dict) -> int:
 
     try:
         status = asyncio.run(run())
-    except StartupError as e:  # the data dir is another daemon's, or its store cannot be written
+    except StartupError as e:  # the port is taken, the data dir is another daemon's, its store cannot be written
         print(f"roo-daemon: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except OSError as e:  # the port is taken, the address is not ours...
-        logging.getLogger("roo_daemon").error("cannot serve: %s", e)
+    except OSError as e:  # unforeseen (a taken port is a StartupError): one line, no traceback
         print(f"roo-daemon: cannot serve: {e.strerror or e}", file=sys.stderr)
         return 1
     return status

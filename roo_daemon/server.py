@@ -14,6 +14,7 @@ still exits, with status 1: tasks whose final status was lost are marked
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import json
 import logging
@@ -29,7 +30,7 @@ from roo_daemon import __version__
 from roo_daemon.app import make_app
 from roo_daemon.auth import Authenticator
 from roo_daemon.config import SCHEMA, Config, ConfigError, load_config
-from roo_daemon.context import AppContext, open_context
+from roo_daemon.context import AppContext, StartupError, open_context
 from roo_daemon.drain import DrainingHTTPServer
 from roo_daemon.logs import set_level
 from roo_daemon.looplag import LoopLagMonitor
@@ -75,6 +76,21 @@ def describe_changes(changed: dict[str, tuple[Any, Any]]) -> str:
     )
 
 
+def listen_on(host: str, port: int) -> list[socket.socket]:
+    """The listening sockets for ``host:port``; a :class:`StartupError`
+    naming the address when it cannot be had (taken, not this machine's),
+    which the CLI prints once and exits 2 on, as for any start-up error."""
+    try:
+        return bind_sockets(port, host)
+    except OSError as e:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = "the address is already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        hint = " (another roo-daemon, or another program, listens there; choose another with --port)"
+        raise StartupError(
+            f"cannot listen on {address}: {reason}" + (hint if e.errno == errno.EADDRINUSE else "")
+        ) from None
+
+
 class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -95,16 +111,27 @@ class Daemon:
         # Socket activation: systemd bound the port for us. Checked before the
         # store is opened, so a wrong socket fails the start at once.
         adopted = listen_fds()
+        server_cfg = self.cfg["server"]
         if adopted:
             check_exposure(adopted, bool(self.cfg["auth"]["keys"]))
-        self.ctx = ctx = await open_context(self.cfg)
+            self._sockets = adopted
+        else:
+            # Bound before the store is opened: a taken port fails the start
+            # having touched nothing (no data dir made, no task recovered).
+            self._sockets = listen_on(server_cfg["host"], server_cfg["port"])
+        try:
+            self.ctx = ctx = await open_context(self.cfg)
+        except BaseException:
+            if not adopted:
+                for sock in self._sockets:
+                    sock.close()
+            raise
         # Everything loaded so far lives as long as the daemon: move it out of
         # the collector's way, and collect the young generation less often,
         # so long-lived state does not turn into pauses on the event stream.
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        server_cfg = self.cfg["server"]
         # Tornado's own cap is a backstop well above ours: the handlers answer
         # 413 themselves, before reading, for anything over max_body_bytes.
         self.http = DrainingHTTPServer(
@@ -117,10 +144,8 @@ class Daemon:
             body_timeout=server_cfg["body_timeout_seconds"],
         )
         if adopted:
-            self._sockets = adopted
             where = ", ".join(describe(s) for s in adopted)
         else:
-            self._sockets = bind_sockets(server_cfg["port"], server_cfg["host"])
             where = f"{server_cfg['host']}:{self._sockets[0].getsockname()[1]}"
         self.http.on_accept_error = lambda reason: ctx.metrics.accept_errors.labels(reason).inc()
         self.http.add_sockets(self._sockets)

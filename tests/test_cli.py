@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from roo_daemon.store.database import DB_FILE
 from tests.server.daemon_process import REPO_ROOT, TIMEOUT, DaemonProcess
 
 GOOD: dict[str, Any] = {
@@ -275,14 +276,19 @@ def test_serve_with_an_unwritable_data_dir_exits_2(tmp_path: Path) -> None:
     assert_config_error(proc, "store.data_dir")
 
 
-def test_serve_on_a_taken_port_exits_1_without_a_traceback(tmp_path: Path) -> None:
-    """A port someone else holds is not a configuration error: exit 1, one readable line."""
+def test_serve_on_a_taken_port_names_the_address_once_and_exits_2(tmp_path: Path) -> None:
+    """A port someone else holds fails the start like any start-up error:
+    exit 2, one line naming the address (printed once: not also logged),
+    before the store is opened."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
         proc = run_cli(tmp_path, "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"))
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert proc.stderr.strip().startswith("roo-daemon: cannot serve: ")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith(f"roo-daemon: cannot listen on 127.0.0.1:{port}: the address is already in use")
+    assert output.count(f"127.0.0.1:{port}") == 1, output
+    assert not (tmp_path / "data" / DB_FILE).exists()  # refused before the store was made
