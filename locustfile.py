@@ -18,9 +18,12 @@ Two kinds of user, weighted 3:1:
 - ``WebSocketUser``: subscribes to every event it may see and checks that
   ``seq`` strictly increases; now and then it drops the connection and
   resumes with ``after`` = the last ``seq`` it saw, and checks the replay
-  continues exactly there. Each received event is reported as a ``WS event``
+  continues exactly there. Each live event is reported as a ``WS event``
   request whose response time is its delivery delay (now minus the event's
-  ``ts``; only meaningful when locust and the daemon share a clock).
+  ``ts``; only meaningful when locust and the daemon share a clock). Events a
+  resume replays were stored before the user subscribed: their age is not a
+  delivery delay, so they are counted apart, as ``WS replayed event`` with
+  no response time.
 
 Locust exits 1 if any request failed (``--exit-code-on-error``).
 """
@@ -110,10 +113,21 @@ class RestUser(FastHttpUser):
         self.client.get("/api/v1/sessions?limit=10", name="/api/v1/sessions?limit=10")
 
 
+def event_time(ts: str) -> float:
+    """An event's ``ts`` (RFC 3339, UTC, to the millisecond) as a Unix time."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
 def delivery_delay_ms(ts: str) -> float:
-    """Milliseconds from an event's ``ts`` (RFC 3339, UTC) to now, at least 0."""
-    sent = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    return max(0.0, (time.time() - sent) * 1000)
+    """Milliseconds from an event's ``ts`` to now, at least 0."""
+    return max(0.0, (time.time() - event_time(ts)) * 1000)
+
+
+def is_live(ts: str, subscribed_at: float) -> bool:
+    """Whether an event was stored after the subscribe was sent (sent live,
+    or held back during the replay: both waited on delivery), rather than
+    replayed from the log. ``ts`` has millisecond precision: compared at it."""
+    return event_time(ts) >= int(subscribed_at * 1000) / 1000
 
 
 class WebSocketUser(User):
@@ -123,6 +137,7 @@ class WebSocketUser(User):
 
     def on_start(self) -> None:
         self.last_seq = 0
+        self.subscribed_at = 0.0  # when the current subscription was asked for
         self.ws: websocket.WebSocket | None = None
         self._connect(after=None)
 
@@ -149,6 +164,7 @@ class WebSocketUser(User):
             frame: dict[str, Any] = {"op": "subscribe", "id": "all"}
             if after is not None:
                 frame["after"] = after
+            self.subscribed_at = time.time()
             ws.send(json.dumps(frame))
             reply = json.loads(ws.recv())
             if reply.get("event") != "subscribed":
@@ -183,10 +199,11 @@ class WebSocketUser(User):
                 error = AssertionError(f"seq went backwards or repeated: {seq} after {self.last_seq}")
                 self._fire("seq order", started, exception=error)
             self.last_seq = max(self.last_seq, seq)
+            live = is_live(frame["ts"], self.subscribed_at)
             self.environment.events.request.fire(
                 request_type="WS",
-                name="event",
-                response_time=delivery_delay_ms(frame["ts"]),
+                name="event" if live else "replayed event",
+                response_time=delivery_delay_ms(frame["ts"]) if live else 0,
                 response_length=len(raw),
                 exception=None,
                 context={},
