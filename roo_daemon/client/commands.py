@@ -168,7 +168,14 @@ async def cmd_run(client: DaemonClient, args: argparse.Namespace, out: TextIO, e
         if args.approve_reads:
             policy = {"read_only": True}
         elif args.yes:
-            policy = {"read_only": True, "write": True, "execute": True, "mode_switch": True, "subtasks": True}
+            policy = {
+                "read_only": True,
+                "write": True,
+                "execute": True,
+                "allowed_commands": ["*"],  # Roo: execute approves only what the allow list names
+                "mode_switch": True,
+                "subtasks": True,
+            }
         fields: dict[str, Any] = {"name": shorten(args.prompt, 60), **task_fields}
         if args.workspace:
             fields["workspace"] = os.path.abspath(args.workspace)

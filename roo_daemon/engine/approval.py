@@ -1,31 +1,38 @@
-"""The auto-approval policy for commands: Roo-Code's command allow/deny
-lists (src/core/auto-approval/commands.ts), on a real shell parser.
+"""The auto-approval policy for commands: Roo-Code's checkAutoApproval for
+``command`` asks and its getCommandDecision (src/core/auto-approval/
+index.ts and commands.ts), on a real shell parser.
 
-:func:`command_verdict` answers ``"allow"``, ``"deny"`` or ``"ask"`` for a
+:func:`command_decision` answers ``"allow"``, ``"deny"`` or ``"ask"`` for a
 command line under a session's ``auto_approve`` policy and the daemon's
 global denied list:
 
-- The line is parsed as a shell does (:mod:`roo_daemon.engine.shell`, as bash
-  and as POSIX sh) into its simple commands: those chained by ``&&``, ``||``,
-  ``;``, ``|``, ``&`` and newlines, inside subshells, groups, ``if``/``for``/
-  ``case``, and inside ``$(...)``, backticks, ``<(...)``/``>(...)`` and
-  here-doc bodies. Quotes, escapes and line continuations are honoured, so a
-  newline inside quotes neither splits a command nor hides one (Roo splits
-  lines before parsing, which let ``echo 'a<newline>b' ; touch X`` through).
-- A command matching a *global* denied prefix is denied, whatever else
-  matches.
-- Otherwise the longest matching prefix wins between ``allowed_commands``
-  and ``denied_commands`` (case-insensitive, Roo's "longest prefix match");
-  a tie goes to denied. ``execute: true`` allows every command, as Roo's
-  ``*`` allowlist entry does: it is the shortest possible prefix, so any
-  denied prefix beats it. Prefixes are matched against the command as
-  written and with its quotes removed (``r'm' x`` is ``rm x``).
-- Any denied command denies the whole line, even one the parser is unsure
-  about. Otherwise a line the parser cannot vouch for (a syntax error,
-  ``eval``, a command name computed at run time, syntax that bash and
-  ``/bin/sh`` read differently, ...) is asked about, never allowed; so is a
-  line that redirects to a file, runs something in the background, uses a
-  process substitution or a dangerous shell substitution, as in Roo.
+1. The line is parsed as a shell does (:mod:`roo_daemon.engine.shell`, as
+   bash and as POSIX sh) into its simple commands: those chained by ``&&``,
+   ``||``, ``;``, ``|``, ``&`` and newlines, inside subshells, groups,
+   ``if``/``for``/``case``, and inside ``$(...)``, backticks,
+   ``<(...)``/``>(...)`` and here-doc bodies. Quotes, escapes and line
+   continuations are honoured, so a newline inside quotes neither splits a
+   command nor hides one (Roo splits lines before parsing, which let
+   ``echo 'a<newline>b' ; touch X`` through).
+2. A command matching a *global* denied prefix (``tools.denied_commands``)
+   is denied, whatever the session says: the daemon's own rule, not Roo's.
+3. With ``execute`` off (Roo's ``alwaysAllowExecute``) every command asks;
+   the session's lists are not consulted, as in Roo.
+4. With ``execute`` on, each command gets Roo's getSingleCommandDecision:
+   the longest matching prefix wins between ``allowed_commands`` and
+   ``denied_commands`` (case-insensitive ``startswith``; ``*`` matches
+   anything and only when listed, counting as one character); a tie goes to
+   denied; no match asks. Prefixes are matched against the command as
+   written (fd duplications such as ``2>&1`` dropped, as Roo does) and with
+   its quotes removed (``r'm' x`` is ``rm x``).
+5. Any denied command denies the whole line (Roo's "any denial blocks
+   all"), even one the parser is unsure about. Otherwise a line with one of
+   Roo's dangerous substitutions (``${x@P}``, ...) asks, and so does a line
+   the parser cannot vouch for (a syntax error, ``eval``, a command name
+   computed at run time, syntax that bash and ``/bin/sh`` read
+   differently, ...): the daemon's addition, Roo approves what its regex
+   split makes of such a line. Redirections and ``&`` do not ask by
+   themselves, as in Roo: each command on the line still has to be allowed.
 
 For the deny check, leading ``NAME=value`` assignments and an ``exec``,
 ``command`` or ``builtin`` prefix are skipped, so ``X=1 rm -rf x`` and
@@ -118,31 +125,27 @@ def command_decision(policy: Mapping[str, Any], command: str, global_denied: Seq
     script = parse(command)
     if not script.commands:
         return Decision("ask", "the command is empty" if not script.unsure else script.unsure[0])
+    for part in script.commands:
+        hit = _longest(_deny_forms(part), global_denied)
+        if hit:
+            shown = part.text or part.normalized
+            return Decision("deny", f"'{shown}' matches the daemon's denied command prefix '{hit}'")
+    if not policy.get("execute"):
+        return Decision("ask", "commands are not auto-approved (auto_approve.execute is off)")
     allowed = list(policy.get("allowed_commands") or [])
-    if policy.get("execute"):
-        allowed.append("*")
     denied = list(policy.get("denied_commands") or [])
     verdicts = []
     for part in script.commands:
-        shown = part.text or part.normalized
-        hit = _longest(_deny_forms(part), global_denied)
-        if hit:
-            return Decision("deny", f"'{shown}' matches the daemon's denied command prefix '{hit}'")
         deny_hit = _longest(_deny_forms(part), denied)
         allow_hit = _longest(_allow_forms(part), allowed)
         if deny_hit and (not allow_hit or len(deny_hit) >= len(allow_hit)):
+            shown = part.text or part.normalized
             return Decision("deny", f"'{shown}' matches the denied command prefix '{deny_hit}'")
         verdicts.append(allow_hit is not None)
     if script.unsure:
         return Decision("ask", f"the command cannot be checked safely: {script.unsure[0]}")
     if any(p.search(command) for p in _DANGEROUS):
         return Decision("ask", "the command uses a shell substitution that is never auto-approved")
-    if script.process_substitutions:
-        return Decision("ask", "the command runs a process substitution (<(...) or >(...))")
-    if any(r.to_file or r.op in ("<<", "<<-", "<<<") for r in script.redirections):
-        return Decision("ask", "the command redirects input or output to a file")
-    if script.background:
-        return Decision("ask", "the command runs something in the background")
     if all(verdicts):
         return Decision("allow", "every part of the command is allowed")
     return Decision("ask", "not every part of the command is in the allowed list")

@@ -5,6 +5,7 @@ the provider gets, for both wire formats)."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -108,5 +109,65 @@ async def test_a_symlink_to_a_protected_file_is_protected(api: Api, fake: FakePr
     t = await api.task(s["id"], "do the work")
     waiting = await until(api, s, t, "waiting")
     assert waiting["pending_ask"]["protected"] is True
+    await answer(api, waiting, approve=False)
+    assert (await until(api, s, t))["status"] == "completed"
+
+
+# -- command approval (Roo's getCommandDecision) ------------------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_execute_approves_only_the_allowed_commands(api: Api, fake: FakeProviderServer) -> None:
+    """``execute: true`` with ``allowed_commands`` is Roo's alwaysAllowExecute
+    with its allow list: ``echo`` runs, ``touch`` asks (``*`` is not listed)."""
+    fake.script(
+        Turn(tool_calls=[call("execute_command", command="echo allowed-ran")]),
+        Turn(tool_calls=[call("execute_command", command="touch made.txt")]),
+        DONE,
+    )
+    s, t = await start(api, auto_approve={"execute": True, "allowed_commands": ["echo"]})
+    waiting = await until(api, s, t, "waiting")
+    assert waiting["pending_ask"]["kind"] == "command" and waiting["pending_ask"]["command"] == "touch made.txt"
+    assert "allowed-ran" in tool_results(fake.requests[1])[-1]
+    await answer(api, waiting, approve=False)
+    assert (await until(api, s, t))["status"] == "completed"
+    assert not os.path.exists(os.path.join(s["workspace"], "made.txt"))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_denied_command_is_refused_as_roo_denies_it(api: Api, fake: FakeProviderServer) -> None:
+    """With ``execute`` on, a denied prefix that beats the allowed one is
+    refused without an ask; the model gets a denial and, as after a user's
+    rejection, the rest of the message's calls are skipped."""
+    fake.script(
+        Turn(
+            tool_calls=[
+                call("execute_command", command="git push origin main"),
+                call("write_to_file", path="after.txt", content="x\n"),
+            ]
+        ),
+        DONE,
+    )
+    s, t = await start(
+        api, auto_approve={"execute": True, "write": True, "allowed_commands": ["git"], "denied_commands": ["git push"]}
+    )
+    done = await until(api, s, t)
+    assert done["status"] == "completed" and done.get("pending_ask") is None
+    denial, skipped = tool_results(fake.requests[1])[-2:]
+    parsed = json.loads(denial)
+    assert parsed["status"] == "denied"
+    assert "'git push origin main' matches the denied command prefix 'git push'" in parsed["message"]
+    assert "after.txt" in skipped or "write_to_file" in skipped
+    assert not os.path.exists(os.path.join(s["workspace"], "after.txt"))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_without_execute_a_denied_command_asks(api: Api, fake: FakeProviderServer) -> None:
+    """Roo consults the lists only under alwaysAllowExecute: with ``execute``
+    off every command asks, a denied one included."""
+    fake.script(Turn(tool_calls=[call("execute_command", command="rm -f keep.txt")]), DONE)
+    s, t = await start(api, auto_approve={"denied_commands": ["rm"], "allowed_commands": ["*"]})
+    waiting = await until(api, s, t, "waiting")
+    assert waiting["pending_ask"]["kind"] == "command" and waiting["pending_ask"]["command"] == "rm -f keep.txt"
     await answer(api, waiting, approve=False)
     assert (await until(api, s, t))["status"] == "completed"

@@ -83,7 +83,7 @@ async def test_create_edit_and_run_a_command_to_completion(api: Api, fake: FakeP
             usage={"input": 100, "output": 50},
         ),
     )
-    s, t = await start(api, auto_approve={"write": True, "execute": True, "allowed_commands": ["python3"]})
+    s, t = await start(api, auto_approve={"write": True, "execute": True, "allowed_commands": ["python3", "echo"]})
     done = await until(api, s, t)
     assert done["status"] == "completed", done
     assert done["result"] == "app.py written, edited and run"
@@ -151,7 +151,7 @@ async def test_cancel_mid_command_kills_it(api: Api, fake: FakeProviderServer) -
     # Found by a unique argument: in the sandbox's PID namespace $$ is not the host's pid.
     marker = unique_seconds(60)
     fake.script(Turn(tool_calls=[call("execute_command", command=f"echo started; exec sleep {marker}")]))
-    s, t = await start(api, auto_approve={"execute": True})
+    s, t = await start(api, auto_approve={"execute": True, "allowed_commands": ["*"]})
     ws = await WsClient.connect(api.base_url)
     await ws.send({"op": "subscribe", "id": "out", "task_id": t["id"], "after": 0})
     await ws.recv_until(lambda f: f.get("event") == "tool.output" and "started" in f["data"]["text"])

@@ -131,7 +131,7 @@ async def test_a_command_hidden_after_a_quoted_newline_is_asked_about_not_run(as
     """With only ``echo`` allowed, the line that also runs ``mkdir`` waits
     for approval; cancelling it leaves nothing behind."""
     alice: Api = as_("alice")
-    session = await alice.session(provider="allowlist", auto_approve={"allowed_commands": ["echo"]})
+    session = await alice.session(provider="allowlist", auto_approve={"execute": True, "allowed_commands": ["echo"]})
     workspace = Path(session["workspace"])
     frames = await task_frames(alice, session, ("ask", "task.completed", "task.failed"))
     ask = frames[-1]

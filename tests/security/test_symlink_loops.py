@@ -33,7 +33,7 @@ def ctx(tmp_path: Path) -> FakeContext:
     os.symlink("pong", root / "ping")
     os.symlink("ping", root / "pong")
     os.symlink("../src/spin", root / "src" / "spin")
-    policy = dict(AUTO_APPROVE_DEFAULTS, read_only=True, write=True, execute=True)
+    policy = dict(AUTO_APPROVE_DEFAULTS, read_only=True, write=True, execute=True, allowed_commands=["*"])
     return FakeContext(root, auto_approve=policy)
 
 

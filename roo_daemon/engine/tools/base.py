@@ -39,6 +39,12 @@ class ToolError(Exception):
     """A tool's failure that the model should see (not a daemon failure)."""
 
 
+class ToolDenied(ToolError):
+    """Refused by policy without asking (Roo's auto-deny): the model sees it
+    as a denial, and the rest of the message's calls are skipped, as after a
+    user's rejection (Roo's ``didRejectTool``)."""
+
+
 @dataclass
 class Tool:
     name: str
@@ -180,6 +186,8 @@ class ToolRegistry:
                         text = DENIED_WITH_FEEDBACK.format(answer.text) if answer.text else DENIED
                         return ToolOutcome(text, is_error=True, denied=True)
             outcome = await tool.run(ctx, call.args)
+        except ToolDenied as e:
+            return ToolOutcome(str(e), is_error=True, denied=True)
         except ToolError as e:
             outcome = ToolOutcome(str(e), is_error=True)
         if outcome.is_error and tool.group == "edit":

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import json
 import os
 import signal
 import time
@@ -37,7 +38,7 @@ from roo_daemon.engine.approval import command_decision
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.calls import current_call_id  # noqa: F401 (re-exported for tests)
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, SandboxUnavailable, default_sandbox
-from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
+from roo_daemon.engine.tools.base import Tool, ToolDenied, ToolError, ToolOutcome
 from roo_daemon.engine.tools.files import in_thread
 from roo_daemon.engine.workspace import PathEscape, RooIgnore, relative_posix, resolve_inside
 
@@ -388,9 +389,16 @@ async def _approve_command(ctx: TaskContext, args: dict[str, Any]) -> dict[str, 
     _, rel = await _prepare(ctx, args)
     decision = command_decision(ctx.session.auto_approve, args["command"], ctx.settings.get("denied_commands") or ())
     if decision.verdict == "deny":
-        raise ToolError(
-            f"Command denied by the auto-approval policy: {decision.reason}. It was not run and will not be; "
-            "do not retry it. Find another way to continue, or ask the user."
+        # Roo's toolDenied shape; the message names the rule, so the model
+        # does not retry the command in another spelling.
+        raise ToolDenied(
+            json.dumps(
+                {
+                    "status": "denied",
+                    "message": f"Command denied by the auto-approval policy: {decision.reason}. It was not run "
+                    "and will not be; do not retry it. Find another way to continue, or ask the user.",
+                }
+            )
         )
     if decision.verdict == "allow":
         return None

@@ -102,7 +102,7 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def ctx(workspace: Path) -> FakeContext:
     """Everything auto-approved: most tests exercise the tools, not the asks."""
-    policy = dict(AUTO_APPROVE_DEFAULTS, read_only=True, write=True, execute=True)
+    policy = dict(AUTO_APPROVE_DEFAULTS, read_only=True, write=True, execute=True, allowed_commands=["*"])
     return FakeContext(workspace, auto_approve=policy)
 
 

@@ -1,5 +1,6 @@
-"""command_verdict: Roo's allow/deny prefix lists, longest prefix wins,
-denied beats execute, the global list beats everything, chained commands."""
+"""command_verdict: Roo's getCommandDecision (allow/deny prefix lists,
+longest prefix wins, ``*`` only when listed) behind ``execute`` (Roo's
+alwaysAllowExecute); the global list beats everything; chained commands."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from roo_daemon.engine.approval import command_decision, command_verdict, longest_prefix, split_command
 
 
-def policy(allowed=(), denied=(), execute=False):
+def policy(allowed=(), denied=(), execute=True):
     return {"allowed_commands": list(allowed), "denied_commands": list(denied), "execute": execute}
 
 
@@ -16,26 +17,29 @@ def policy(allowed=(), denied=(), execute=False):
     "command, allowed, denied, execute, verdict",
     [
         # nothing configured: ask
-        ("ls -la", [], [], False, "ask"),
+        ("ls -la", [], [], True, "ask"),
         # an allowed prefix, case-insensitive
-        ("git status", ["git"], [], False, "allow"),
-        ("GIT status", ["git"], [], False, "allow"),
-        ("npm test", ["git"], [], False, "ask"),
+        ("git status", ["git"], [], True, "allow"),
+        ("GIT status", ["git"], [], True, "allow"),
+        ("npm test", ["git"], [], True, "ask"),
         # a denied prefix
-        ("rm -rf build", [], ["rm"], False, "deny"),
+        ("rm -rf build", [], ["rm"], True, "deny"),
         # longest prefix wins, either way; a tie goes to denied
-        ("git push origin main", ["git"], ["git push"], False, "deny"),
-        ("git push --dry-run", ["git push --dry-run"], ["git push"], False, "allow"),
-        ("git status", ["git"], ["git push"], False, "allow"),
-        ("git push", ["git push"], ["git push"], False, "deny"),
-        # execute allows everything, like Roo's "*" ...
-        ("make build", [], [], True, "allow"),
-        # ... but any denied prefix beats it
-        ("rm -rf /tmp/x", [], ["rm"], True, "deny"),
-        ("sudo make install", ["sudo make"], ["sudo"], True, "allow"),
-        # an explicit "*" entry behaves like execute
-        ("anything at all", ["*"], ["rm"], False, "allow"),
-        ("rm x", ["*"], ["rm"], False, "deny"),
+        ("git push origin main", ["git"], ["git push"], True, "deny"),
+        ("git push --dry-run", ["git push --dry-run"], ["git push"], True, "allow"),
+        ("git status", ["git"], ["git push"], True, "allow"),
+        ("git push", ["git push"], ["git push"], True, "deny"),
+        # execute alone approves nothing: "*" must be listed (Roo)
+        ("make build", [], [], True, "ask"),
+        ("make build", ["git"], [], True, "ask"),
+        # "*" allows everything, but any denied prefix beats it
+        ("anything at all", ["*"], ["rm"], True, "allow"),
+        ("rm x", ["*"], ["rm"], True, "deny"),
+        ("sudo make install", ["*", "sudo make"], ["sudo"], True, "allow"),
+        # execute off: every command asks, allowed or denied (Roo's alwaysAllowExecute)
+        ("git status", ["git"], [], False, "ask"),
+        ("anything", ["*"], [], False, "ask"),
+        ("rm -rf build", [], ["rm"], False, "ask"),
     ],
 )
 def test_single_commands(command, allowed, denied, execute, verdict):
@@ -61,18 +65,20 @@ def test_single_commands(command, allowed, denied, execute, verdict):
         ("echo $(rm -rf x)", ["echo"], ["rm"], "deny"),
         ("echo `whoami`", ["echo"], [], "ask"),
         ('echo "$(id)"', ["echo", "id"], [], "allow"),
-        ("diff <(ls a) <(ls b)", ["diff", "ls"], [], "ask"),  # process substitution: asked, as a redirection
+        ("diff <(ls a) <(ls b)", ["diff", "ls"], [], "ask"),  # process substitution: bash only, /bin/sh differs
         # quotes protect operators
         ("echo 'a && rm -rf /'", ["echo"], ["rm"], "allow"),
         ('git commit -m "fix; rm it | now"', ["git commit"], ["rm"], "allow"),
         # fd duplication is not a file redirection
         ("npm test 2>&1", ["npm test"], [], "allow"),
         ("npm test 2>&1 | tail -20", ["npm test", "tail"], [], "allow"),
-        # file redirection, background jobs and dangerous substitutions are asked, never auto-approved
-        ("echo hi > ~/.bashrc", ["echo"], [], "ask"),
-        ("cat < /etc/shadow", ["cat"], [], "ask"),
-        ("sleep 100 &", ["sleep"], [], "ask"),
-        ("npm test &> log.txt", ["npm test"], [], "ask"),
+        # redirections and background jobs are part of an allowed command, as in Roo
+        ("echo hi > out.txt", ["echo"], [], "allow"),
+        ("cat < notes.txt", ["cat"], [], "allow"),
+        ("sleep 100 &", ["sleep"], [], "allow"),
+        ("sleep 100 & rm x", ["sleep"], ["rm"], "deny"),
+        ("sleep 100 & ls", ["sleep"], [], "ask"),
+        # dangerous substitutions are asked, never auto-approved
         ('echo "${x@P}"', ["echo"], [], "ask"),
         ("echo ${!name}", ["echo"], [], "ask"),
         # a redirect with a denied part is still denied
@@ -84,7 +90,8 @@ def test_chained_commands(command, allowed, denied, verdict):
 
 
 def test_global_denied_beats_everything():
-    permissive = policy(allowed=["sudo rm -rf /var/cache"], execute=True)
+    assert command_verdict(policy(execute=False), "sudo ls", ["sudo"]) == "deny"  # even with execute off
+    permissive = policy(allowed=["*", "sudo rm -rf /var/cache"])
     assert command_verdict(permissive, "sudo rm -rf /var/cache/apt", ["sudo"]) == "deny"
     assert command_verdict(permissive, "ls && SUDO reboot", ["sudo"]) == "deny"
     assert command_verdict(permissive, "ls", ["sudo"]) == "allow"
@@ -93,7 +100,7 @@ def test_global_denied_beats_everything():
 
 
 def test_env_assignments_do_not_dodge_a_denial_nor_earn_an_approval():
-    assert command_verdict(policy(denied=["rm"], execute=True), "FOO=1 rm -rf x") == "deny"
+    assert command_verdict(policy(denied=["rm"]), "FOO=1 rm -rf x") == "deny"
     assert command_verdict(policy(), 'A="x y" B=2 rm x', ["rm"]) == "deny"
     # LD_PRELOAD=... git status is not "git status"
     assert command_verdict(policy(allowed=["git status"]), "LD_PRELOAD=/tmp/evil.so git status") == "ask"
@@ -137,7 +144,7 @@ def test_quoted_newlines_do_not_hide_a_command(command):
     assert command_verdict(policy(allowed=["echo", "cat", "printf"]), command) == "ask"
     decision = command_decision(policy(allowed=["echo", "cat", "printf"], denied=["touch"]), command)
     assert decision.verdict == "deny" and "touch" in decision.reason
-    assert command_verdict(policy(execute=True), command, ["touch"]) == "deny"
+    assert command_verdict(policy(allowed=["*"]), command, ["touch"]) == "deny"
 
 
 def test_quoted_separators_and_newlines_are_one_argument():
@@ -172,7 +179,7 @@ def test_quoted_separators_and_newlines_are_one_argument():
     ],
 )
 def test_denied_command_found_in_every_shell_construct(command):
-    decision = command_decision(policy(execute=True, denied=["rm"]), command)
+    decision = command_decision(policy(denied=["rm"]), command)
     assert decision.verdict == "deny", decision
 
 
@@ -181,7 +188,7 @@ def test_denied_command_found_in_every_shell_construct(command):
     "command", ["diff <(rm -rf x) y", "diff y <(ls) <(rm -rf x)", "tee >(rm -rf x) < f", "cat a<(rm -rf x)"]
 )
 def test_process_substitution_commands_meet_the_deny_lists(command):
-    permissive = policy(allowed=["diff", "tee", "cat", "ls"], denied=["rm"], execute=True)
+    permissive = policy(allowed=["diff", "tee", "cat", "ls"], denied=["rm"])
     decision = command_decision(permissive, command)
     assert decision.verdict == "deny" and "rm -rf x" in decision.reason, decision
     assert command_verdict(policy(allowed=["*"]), command, ["rm"]) == "deny"
@@ -222,7 +229,7 @@ def test_what_the_parser_cannot_vouch_for_is_asked_not_allowed(command, reason):
 
 
 def test_wrappers_that_run_the_next_word_as_it_is():
-    assert command_verdict(policy(execute=True), "echo started; exec sleep 5") == "allow"
+    assert command_verdict(policy(allowed=["*"]), "echo started; exec sleep 5") == "allow"
     assert command_verdict(policy(allowed=["command -v"]), "command -v git") == "allow"
     assert command_verdict(policy(allowed=["exec"], denied=["sleep"]), "exec sleep 5") == "deny"
 
@@ -231,6 +238,7 @@ def test_here_docs_and_comments():
     everything = policy(allowed=["cat", "echo"])
     assert command_verdict(everything, "echo hi # ; rm -rf x") == "allow"
     assert command_verdict(policy(allowed=["echo"], denied=["rm"]), "echo hi # ; rm -rf x") == "allow"
-    assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<'EOF'\n$(rm -rf x)\nEOF") == "ask"
+    # a quoted here-doc's body is text, not commands
+    assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<'EOF'\n$(rm -rf x)\nEOF") == "allow"
     assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<EOF\n$(rm -rf x)\nEOF") == "deny"
-    assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<EOF\n\\$(rm -rf x)\nEOF") == "ask"
+    assert command_verdict(policy(allowed=["cat"], denied=["rm"]), "cat <<EOF\n\\$(rm -rf x)\nEOF") == "allow"

@@ -186,7 +186,7 @@ async def test_asks_with_kind_command_and_a_rejection_runs_nothing(strict_ctx, w
 @pytest.mark.gen_test(timeout=10)
 async def test_policy_allow_and_deny_without_asking(strict_ctx, workspace):
     (workspace / "keep.txt").write_text("x")
-    strict_ctx.auto_approve.update(allowed_commands=["ls", "echo"], denied_commands=["rm"])
+    strict_ctx.auto_approve.update(execute=True, allowed_commands=["ls", "echo"], denied_commands=["rm"])
     allowed = await strict_ctx.call("execute_command", command="ls && echo done")
     assert "keep.txt" in allowed.content and "done" in allowed.content
     denied = await strict_ctx.call("execute_command", command="echo bye && rm keep.txt")
