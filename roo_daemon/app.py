@@ -35,6 +35,7 @@ from roo_daemon.tasks.handlers import (
     TaskResponsesHandler,
     TasksHandler,
 )
+from roo_daemon.webhooks.handlers import SessionWebhooksHandler
 from roo_daemon.ws.handlers import EventSocket
 
 ROUTES: list[tuple[str, type]] = [
@@ -50,6 +51,7 @@ ROUTES: list[tuple[str, type]] = [
     ("/api/v1/sessions", SessionsHandler),
     ("/api/v1/sessions/{session_id}", SessionHandler),
     ("/api/v1/sessions/{session_id}/tasks", TasksHandler),
+    ("/api/v1/sessions/{session_id}/webhooks", SessionWebhooksHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}", TaskHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/responses", TaskResponsesHandler),
     ("/api/v1/sessions/{session_id}/tasks/{task_id}/events", TaskEventsHandler),

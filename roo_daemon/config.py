@@ -252,6 +252,20 @@ def _check_semantics(cfg: Config) -> None:
     names = [k["name"] for k in cfg["auth"]["keys"]]
     if len(set(names)) != len(names):
         raise ConfigError("auth.keys", "key names must be unique")
+    _check_webhooks(cfg["webhooks"])
+
+
+def _check_webhooks(section: dict[str, Any]) -> None:
+    from roo_daemon.webhooks.hooks import shape_problems
+    from roo_daemon.webhooks.policy import HostPolicy
+
+    try:
+        HostPolicy(section["allowed_hosts"])
+    except ValueError as e:
+        raise ConfigError("webhooks.allowed_hosts", str(e)) from None
+    for i, hook in enumerate(section["default"]):
+        for problem in shape_problems(hook, f"webhooks.default.{i}", session=False):
+            raise ConfigError(problem["pointer"].replace("/", "."), problem["message"])
 
 
 _KEYS_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA["properties"]["auth"]["properties"]["keys"])

@@ -28,6 +28,7 @@ from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
 from roo_daemon.tasks.recovery import recover
 from roo_daemon.tasks.runner import TaskRunner
+from roo_daemon.webhooks import WebhookDispatcher
 from roo_daemon.ws.protocol import FrameValidator
 
 
@@ -61,6 +62,7 @@ class AppContext:
     recovered: dict[str, int] = field(default_factory=dict)
     lock: DataDirLock | None = None  # the data dir's flock, released last in close()
     mcp: McpHub | None = None  # MCP server connections (roo_daemon/mcp)
+    webhooks: WebhookDispatcher | None = None  # event deliveries (roo_daemon/webhooks)
 
     def update_limits(self, limits: dict[str, Any], max_subscriptions: int | None = None) -> None:
         """Apply a new ``limits`` section (and ``websocket.max_subscriptions``)
@@ -84,6 +86,11 @@ class AppContext:
         """After the server stopped taking requests: interrupt the running
         tasks, drop kept-alive provider connections, close the store."""
         await self.runner.shutdown()
+        if self.webhooks is not None:
+            # After the tasks (their last events are stored, and sent after the
+            # restart); before the store: a delivery in flight stores its cursor.
+            self.bus.unsubscribe(self.webhooks)
+            await self.webhooks.close()
         await self.checkpoints.close()
         if self.mcp is not None:
             await self.mcp.close()  # after the tasks: no call is in flight; every server process ends
@@ -152,6 +159,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, {**tools, SETTINGS_KEY: sandbox}
     )
     idempotency = IdempotencyGuard(IdempotencyStore(db))
+    webhooks = WebhookDispatcher(cfg["webhooks"], db, metrics)
     sessions = SessionManager(
         SessionStore(db),
         bus,
@@ -163,8 +171,11 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         {"provider": engine_cfg["default_provider"], "mode": engine_cfg["default_mode"]},
         engine_cfg["custom_modes"],
         cfg["limits"]["max_sessions_per_principal"],
+        webhooks,
     )
     await sessions.load()
+    bus.subscribe(webhooks)
+    await webhooks.start(sessions.sessions.values(), bus.last_seq)
     sandbox.workspaces = lambda: [s.workspace for s in sessions.sessions.values()]
     mcp.session_alive = lambda session_id: session_id in sessions.sessions  # its workspace servers stop with it
     tasks = TaskManager(
@@ -200,6 +211,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         providers=providers,
         checkpoints=checkpoints,
         mcp=mcp,
+        webhooks=webhooks,
     )
     ctx.recovered = await recover(runner, sessions.sessions, engine_cfg["resume_interrupted"])
     return ctx

@@ -145,6 +145,18 @@ class Metrics:
             registry=r,
         )
 
+        self.webhook_deliveries = Counter(
+            "webhook_deliveries_total", "Events a webhook receiver acknowledged with a 2xx.", registry=r
+        )
+        self.webhook_failures = Counter(
+            "webhook_delivery_failures_total",
+            "Webhook delivery attempts that failed (each is retried), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("http_status", "timeout", "network", "host_refused", "no_secret"):
+            self.webhook_failures.labels(reason)
+
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
         """``route`` is a template from the route table or ``(unmatched)``;
         ``code`` is ours; ``method`` comes from the client and is bounded here."""

@@ -62,6 +62,7 @@ class Session:
     sandbox: dict[str, Any] = field(default_factory=lambda: dict(SANDBOX_DEFAULTS))
     ask_timeouts: dict[str, int] = field(default_factory=dict)  # ask kind -> seconds; none: asks wait forever
     checkpoints: dict[str, Any] = field(default_factory=lambda: dict(CHECKPOINTS_DEFAULTS))
+    webhooks: list[dict[str, Any]] = field(default_factory=list)  # its own [{url, events, secret_env}]
 
     def to_resource(self) -> dict[str, Any]:
         # A shallow dict, not dataclasses.asdict (a deep copy, and the single

@@ -24,6 +24,7 @@ from roo_daemon.store import SessionStore
 from roo_daemon.store.database import storage_error
 from roo_daemon.store.sqlite import chain
 from roo_daemon.tasks.runner import TaskRunner
+from roo_daemon.webhooks import WebhookDispatcher
 
 
 class SessionManager:
@@ -39,6 +40,7 @@ class SessionManager:
         defaults: dict[str, Any],
         config_modes: list[dict[str, Any]] | None = None,
         max_sessions: int = 10000,
+        webhooks: WebhookDispatcher | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -50,6 +52,7 @@ class SessionManager:
         self.defaults = defaults
         self.config_modes = config_modes or []
         self.max_sessions = max_sessions
+        self.webhooks = webhooks
         self.sessions: dict[str, Session] = {}
         self._creating: Counter[str] = Counter()  # sessions being created, per principal
         self._updating: dict[str, asyncio.Lock] = {}  # per session: one PATCH at a time
@@ -122,7 +125,11 @@ class SessionManager:
             self._creating[principal.name] += 1
             try:
                 session = await self._new_session(principal, body)
-                write = chain(SessionStore.insert(session), record(session.id) if record else None)
+                write = chain(
+                    SessionStore.insert(session),
+                    record(session.id) if record else None,
+                    self.webhooks.start_cursors(session) if self.webhooks else None,
+                )
                 try:
                     await self.bus.append(
                         "session.created",
@@ -138,6 +145,8 @@ class SessionManager:
                         await asyncio.to_thread(shutil.rmtree, session.workspace, True)
                     raise
                 self.sessions[session.id] = session
+                if self.webhooks is not None:
+                    self.webhooks.add_session(session)
             finally:
                 self._creating[principal.name] -= 1
             return session.id
@@ -148,6 +157,15 @@ class SessionManager:
     async def _new_session(self, principal: Principal, body: dict[str, Any]) -> Session:
         provider = body.get("provider", self.defaults["provider"])
         self.check_provider(provider)
+        hooks = body.get("webhooks", [])
+        if hooks:
+            problems = (
+                await self.webhooks.check(hooks)
+                if self.webhooks
+                else [{"pointer": "/body/webhooks", "message": "webhooks are not available"}]
+            )
+            if problems:
+                raise validation_problem(problems)
         session_id = new_id("ses")
         if "workspace" in body:
             workspace, managed = await asyncio.to_thread(self._existing_workspace, body["workspace"]), False
@@ -177,6 +195,7 @@ class SessionManager:
             sandbox={**SANDBOX_DEFAULTS, **body.get("sandbox", {})},
             ask_timeouts=dict(body.get("ask_timeouts", {})),
             checkpoints={**CHECKPOINTS_DEFAULTS, **body.get("checkpoints", {})},
+            webhooks=[{"url": h["url"], "events": h["events"], "secret_env": h["secret_env"]} for h in hooks],
             created_at=now_iso(),
             owner=principal.name,
         )
@@ -279,12 +298,13 @@ class SessionManager:
         del self.sessions[session_id]
         for run in self.runner.live_in_session(session_id):
             await self.runner.cancel(run)
+        cursors = await self.webhooks.remove_session(session_id) if self.webhooks else None
         await self.bus.append(
             "session.deleted",
             {"id": session_id},
             session_id=session_id,
             owner=session.owner,
-            write=SessionStore.delete(session_id),
+            write=chain(SessionStore.delete(session_id), cursors),
         )
         if session.workspace_managed:
             await asyncio.to_thread(shutil.rmtree, session.workspace, True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Version N's statements turn version N-1 into N.
 MIGRATIONS: dict[int, str] = {
@@ -59,6 +59,17 @@ CREATE TABLE checkpoint_restores (
     id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
     doc TEXT NOT NULL
+);
+""",
+    # Webhooks (roo_daemon/webhooks/store.py): each (session, webhook)'s
+    # cursor, the seq of the last event it is done with, and its counters.
+    4: """
+CREATE TABLE webhook_cursors (
+    session_id TEXT NOT NULL,
+    hook_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (session_id, hook_id)
 );
 """,
 }
