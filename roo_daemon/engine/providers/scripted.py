@@ -39,6 +39,10 @@ class ScriptedProvider:
         self.name = name
         self.model = "script"
         self.chunk_chars = int(profile.get("chunk_chars", 24))
+        # A pause before each delta: a model as slow as a real one, for
+        # clients and scripts that must wait for states rather than assume
+        # the demo's speed (the README walk-through's test).
+        self.delta_seconds = float(profile.get("delta_ms", 0)) / 1000
         self.context_window: int | None = profile.get("context_window")
         self.max_tokens: int | None = None
         if "turns" in profile:
@@ -80,6 +84,8 @@ class ScriptedProvider:
             raise ProviderError(str(turn["error"]))
         text = str(turn.get("text", ""))
         for start in range(0, len(text), self.chunk_chars):
+            if self.delta_seconds:
+                await asyncio.sleep(self.delta_seconds)
             yield TextDelta(text[start : start + self.chunk_chars])
             await asyncio.sleep(0)  # let other tasks run between deltas, as a network stream would
         if turn.get("hang"):
