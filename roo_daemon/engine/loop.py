@@ -44,6 +44,13 @@ from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated
 from roo_daemon.engine.resume import interrupted_results, resumption, steering
 from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event
 
+# Roo-Code's refusal of attempt_completion after a failed call in the same
+# message (AttemptCompletionTool, errors.attempt_completion_tool_failed).
+COMPLETION_AFTER_FAILURE = (
+    "Cannot execute attempt_completion because a previous tool call failed in this turn. Please address the tool "
+    "failure before attempting completion."
+)
+
 # Roo-Code's reminder after a turn without a tool call (formatResponse.noToolsUsed,
 # with the native-protocol tool instructions reminder).
 NO_TOOLS_USED = (
@@ -252,11 +259,17 @@ class AgentLoop:
         ``tool.result`` event; the completion's result ends the task."""
         state = ctx.task.state
         denied = False
+        failed = False  # Roo's didToolFailInCurrentTurn: a call of this message failed
         feedback: list[str] = []  # the client's guidance after a repeated call
         for call in calls:
             ran = not denied
             if denied:
                 outcome = await self.tools.skip(ctx, call, SKIPPED.format(call.name))
+            elif failed and call.name == "attempt_completion":
+                # A failure must not become a completed task in the same message
+                # (Roo's AttemptCompletionTool): the model is told and goes on.
+                ran = False
+                outcome = await self.tools.skip(ctx, call, tool_error(COMPLETION_AFTER_FAILURE))
             elif await self._repeated(ctx, call, feedback):
                 ran = False
                 outcome = await self.tools.skip(ctx, call, tool_error(RESULT.format(call.name)))
@@ -267,6 +280,7 @@ class AgentLoop:
                 ctx.publish("tool.result", result_event(call, outcome))
                 return outcome.content
             denied = denied or outcome.denied
+            failed = failed or (ran and outcome.is_error and not outcome.denied)
             message = {
                 "role": "tool",
                 "tool_call_id": call.id,

@@ -171,3 +171,39 @@ async def test_without_execute_a_denied_command_asks(api: Api, fake: FakeProvide
     assert waiting["pending_ask"]["kind"] == "command" and waiting["pending_ask"]["command"] == "rm -f keep.txt"
     await answer(api, waiting, approve=False)
     assert (await until(api, s, t))["status"] == "completed"
+
+
+# -- attempt_completion after a failed call (Roo's didToolFailInCurrentTurn) --
+
+COMPLETION_REFUSED = (
+    '{"status":"error","message":"The tool execution failed","error":"Cannot execute attempt_completion because a '
+    'previous tool call failed in this turn. Please address the tool failure before attempting completion."}'
+)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_completion_after_a_failed_edit_in_the_same_message_is_refused(
+    api: Api, fake: FakeProviderServer
+) -> None:
+    """A failed edit followed by attempt_completion in one message does not
+    complete the task: the model gets Roo's refusal and goes on; a completion
+    in the next message is accepted."""
+    fake.script(
+        Turn(
+            tool_calls=[
+                call("search_replace", file_path="app.py", old_string="missing", new_string="x"),
+                call("attempt_completion", result="all fixed"),
+            ]
+        ),
+        Turn(tool_calls=[call("attempt_completion", result="could not fix it")]),
+    )
+    s = await api.session(provider="real", auto_approve={"write": True})
+    with open(os.path.join(s["workspace"], "app.py"), "w") as f:
+        f.write("print('hi')\n")
+    t = await api.task(s["id"], "fix it")
+    done = await until(api, s, t)
+    assert done["status"] == "completed" and done["result"] == "could not fix it", done
+    assert len(fake.requests) == 2
+    failure, refusal = tool_results(fake.requests[1])[-2:]
+    assert "No match found" in failure
+    assert refusal == COMPLETION_REFUSED
