@@ -22,6 +22,9 @@ SCOPES = ("read", "write", "admin")
 class Principal:
     name: str
     scopes: frozenset[str]
+    # Where this key's sessions may have their workspace (None: anywhere
+    # under workspaces.roots). Several tenants usually share one root.
+    workspace_roots: tuple[str, ...] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -42,12 +45,18 @@ def new_key() -> str:
     return "roo_" + secrets.token_urlsafe(32)
 
 
+def _principal(key: dict) -> Principal:
+    roots = key.get("workspace_roots")
+    return Principal(
+        key["name"],
+        frozenset(key.get("scopes", ["read", "write"])),
+        tuple(roots) if roots is not None else None,
+    )
+
+
 class Authenticator:
     def __init__(self, keys: Iterable[dict]) -> None:
-        self._keys = [
-            (bytes.fromhex(k["sha256"]), Principal(k["name"], frozenset(k.get("scopes", ["read", "write"]))))
-            for k in keys
-        ]
+        self._keys = [(bytes.fromhex(k["sha256"]), _principal(k)) for k in keys]
 
     @property
     def open(self) -> bool:

@@ -168,7 +168,7 @@ class SessionManager:
                 raise validation_problem(problems)
         session_id = new_id("ses")
         if "workspace" in body:
-            workspace, managed = await asyncio.to_thread(self._existing_workspace, body["workspace"]), False
+            workspace, managed = await asyncio.to_thread(self._existing_workspace, body["workspace"], principal), False
         else:
             workspace, managed = str(self.data_dir / "workspaces" / session_id), True
             try:
@@ -200,7 +200,7 @@ class SessionManager:
             owner=principal.name,
         )
 
-    def _existing_workspace(self, given: str) -> str:
+    def _existing_workspace(self, given: str, principal: Principal) -> str:
         """Runs in a thread: it touches the file system."""
         try:
             path = Path(given).expanduser()
@@ -214,7 +214,7 @@ class SessionManager:
             problem = "is not an existing directory"
         else:
             path = path.resolve()
-            problem = self._placement_problem(path)
+            problem = self._placement_problem(path) or self._key_roots_problem(path, principal)
         if problem:
             raise validation_problem([{"pointer": "/body/workspace", "message": problem}])
         return str(path)
@@ -238,6 +238,17 @@ class SessionManager:
         if path == data or data in path.parents or path in data.parents:
             return "overlaps the daemon's data dir (its store and managed workspaces)"
         return None
+
+    @staticmethod
+    def _key_roots_problem(path: Path, principal: Principal) -> str | None:
+        """Why ``path`` is outside the key's own ``workspace_roots``, or None.
+        The message names the key asking, never whose roots hold the path."""
+        if principal.workspace_roots is None:
+            return None
+        allowed = [Path(r).resolve() for r in principal.workspace_roots]
+        if any(path == root or root in path.parents for root in allowed):
+            return None
+        return f"is outside the workspace roots of key {principal.name!r} (auth.keys[].workspace_roots)"
 
     async def list(self, principal: Principal, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
         owner = None if principal.is_admin else principal.name
