@@ -161,7 +161,7 @@ class AgentLoop:
 
     async def _loop(self, ctx: TaskContext, provider: Provider, conv: Conversation) -> str:
         state = ctx.task.state
-        prompt_mode: str | None = None
+        prompt_key: tuple[str, bool] | None = None
         system = ""
         while True:
             await self._boundary_asks(ctx, conv)
@@ -169,12 +169,13 @@ class AgentLoop:
             if inbox:
                 ctx.record([conv.add(steering([doc for _, doc in inbox]))], consumed=[seq for seq, _ in inbox])
             mode = self._mode(ctx)
-            if mode.slug != prompt_mode:  # first turn, or after switch_mode
-                system = await asyncio.to_thread(
-                    system_prompt, mode, ctx.modes, ctx.session.workspace, self.custom_instructions
-                )
-                prompt_mode = mode.slug
             tools = await self.tools.specs_for(ctx, mode)  # the daemon's tools and the task's MCP tools
+            mcp = len(tools) > len(self.tools.specs(mode))  # MCP tools are the only dynamic ones
+            if (mode.slug, mcp) != prompt_key:  # first turn, after switch_mode, or MCP tools came or went
+                system = await asyncio.to_thread(
+                    system_prompt, mode, ctx.modes, ctx.session.workspace, self.custom_instructions, mcp
+                )
+                prompt_key = (mode.slug, mcp)
             await self.context.fit(ctx, provider, conv, system, tools)
             text, calls, usage = await self._request(ctx, provider, conv, system, tools)
             if not text and not calls:

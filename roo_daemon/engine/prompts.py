@@ -23,9 +23,18 @@ from roo_daemon.engine.workspace import RooIgnore
 __all__ = ["ROOIGNORE_INSTRUCTIONS", "custom_instructions", "environment_details", "system_prompt"]
 
 LISTING_CAP = 200  # Roo's maxWorkspaceFiles default
+# Roo's words (src/core/prompts/sections/capabilities.ts), verbatim.
+MCP_CAPABILITY = (
+    "- You have access to MCP servers that may provide additional tools and resources. Each server may provide "
+    "different capabilities that you can use to accomplish tasks more effectively."
+)
 
 
-def system_prompt(mode: Mode, modes: dict[str, Mode], workspace: str, global_instructions: str) -> str:
+def system_prompt(
+    mode: Mode, modes: dict[str, Mode], workspace: str, global_instructions: str, mcp: bool = False
+) -> str:
+    """``mcp``: the task has MCP servers' tools (Roo adds its line about MCP
+    servers to CAPABILITIES when the mode has the mcp group and servers exist)."""
     shell = os.environ.get("SHELL", "/bin/sh")
     mode_lines = "\n".join(m.prompt_line() for m in modes.values())
     sections = [
@@ -38,7 +47,8 @@ def system_prompt(mode: Mode, modes: dict[str, Mode], workspace: str, global_ins
         "====\n\nCAPABILITIES\n\n- You can list, read and search the files of the workspace"
         + (", edit them" if "edit" in mode.groups else "")
         + (", and execute CLI commands in it" if "command" in mode.groups else "")
-        + f".\n- The workspace directory is: {workspace}. All paths you use are relative to it.",
+        + f".\n- The workspace directory is: {workspace}. All paths you use are relative to it."
+        + (f"\n{MCP_CAPABILITY}" if mcp else ""),
         f"====\n\nMODES\n\n- These are the currently available modes:\n{mode_lines}",
         "====\n\nRULES\n\n"
         f"- The project base directory is: {workspace}\n"

@@ -15,6 +15,7 @@ from tornado.netutil import bind_sockets
 
 from roo_daemon.app import make_app
 from roo_daemon.context import open_context
+from roo_daemon.engine.prompts import MCP_CAPABILITY
 from tests.checkpoints.helpers import checkpoints
 from tests.conftest import Api, make_config
 from tests.engine.fakes import FakeProviderServer, Turn, call
@@ -43,6 +44,8 @@ async def test_discovery_and_a_call_with_approval(api: Api, fake: FakeProviderSe
     schema = echo.get("input_schema") or echo["function"]["parameters"]
     assert schema["properties"]["text"]["type"] == "string" and schema["required"] == ["text"]
     assert "mcp--demo--broken" not in names
+    # Roo's CAPABILITIES line about MCP servers is in the system prompt.
+    assert MCP_CAPABILITY.split(". ")[0] in str(fake.requests[0].body)
     await answer(api, waiting)
     done = await until(api, s, t)
     assert done["status"] == "completed", done
@@ -146,6 +149,7 @@ async def test_modes_without_the_mcp_group_get_no_mcp_tools(api: Api, fake: Fake
     assert (await until(api, s, t))["status"] == "completed"
     names = tool_names(fake.requests[0].body)
     assert not [n for n in names if n.startswith("mcp") or n == "access_mcp_resource"]
+    assert MCP_CAPABILITY.split(". ")[0] not in str(fake.requests[0].body)
     res = results(await all_events(api, s["id"], t["id"]))
     assert res[0]["is_error"] and "not allowed in orchestrator mode" in res[0]["content"]
 
