@@ -20,8 +20,10 @@ class DeltaCoalescer:
         publish: Callable[[str, dict[str, Any]], None],
         window: float = DEFAULT_WINDOW_SECONDS,
         max_chars: int = DEFAULT_MAX_CHARS,
+        event: str = "message.delta",  # or "message.reasoning" for the model's thinking
     ) -> None:
         self.publish = publish
+        self.event = event
         self.window = window
         self.max_chars = max_chars
         self._parts: list[str] = []
@@ -46,7 +48,7 @@ class DeltaCoalescer:
             text = "".join(self._parts)
             self._parts.clear()
             self._size = 0
-            self.publish("message.delta", {"text": text})
+            self.publish(self.event, {"text": text})
 
     def discard(self) -> None:
         """Drop what is gathered (the provider restarted its stream)."""

@@ -9,7 +9,8 @@ token estimate of the view is kept as messages come and go, so deciding
 whether the next request fits costs the same at turn 1,000 as at turn 10.
 
 Messages are provider-neutral dicts: ``role`` (user, assistant, tool),
-``content``, and ``images`` (user), ``tool_calls`` (assistant),
+``content``, and ``images`` (user), ``tool_calls`` and ``thinking``
+(assistant; Anthropic's signed thinking blocks),
 ``tool_call_id``/``name``/``is_error`` (tool); ``source`` says who wrote it
 (user, engine, model, tool). Providers read only the keys they know.
 """

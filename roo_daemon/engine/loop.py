@@ -34,8 +34,10 @@ from roo_daemon.engine.providers.base import (
     Provider,
     ProviderError,
     ProviderRequest,
+    ReasoningDelta,
     StreamReset,
     TextDelta,
+    ThinkingBlock,
     ToolCall,
     Usage,
 )
@@ -177,7 +179,7 @@ class AgentLoop:
                 )
                 prompt_key = (mode.slug, mcp)
             await self.context.fit(ctx, provider, conv, system, tools)
-            text, calls, usage = await self._request(ctx, provider, conv, system, tools)
+            text, calls, usage, thinking = await self._request(ctx, provider, conv, system, tools)
             if not text and not calls:
                 await self._empty_response(ctx, provider)
                 continue
@@ -188,6 +190,8 @@ class AgentLoop:
                 "tool_calls": [asdict(c) for c in calls],
                 "source": "model",
             }
+            if thinking:  # Anthropic's signed thinking blocks: sent back with this turn (providers/anthropic.py)
+                message["thinking"] = thinking
             row = conv.add(message)
             self.context.after_turn(conv, usage)
             event = ("message", {"role": "assistant", "text": text, "provider_kind": provider.kind}) if text else None
@@ -207,7 +211,7 @@ class AgentLoop:
 
     async def _request(
         self, ctx: TaskContext, provider: Provider, conv: Conversation, system: str, tools: list[dict[str, Any]]
-    ) -> tuple[str, list[ToolCall], Usage | None]:
+    ) -> tuple[str, list[ToolCall], Usage | None, list[dict[str, Any]]]:
         """One model turn. A provider error saying the context is too long
         forces a condense (or a cut) and a retry, up to Roo's three times."""
         turn = ctx.task.state["requests"]
@@ -361,22 +365,35 @@ class AgentLoop:
 
     async def _turn(
         self, ctx: TaskContext, provider: Provider, request: ProviderRequest
-    ) -> tuple[str, list[ToolCall], Usage | None]:
+    ) -> tuple[str, list[ToolCall], Usage | None, list[dict[str, Any]]]:
         """Stream one answer. Nothing of it is stored until it is whole: a
-        stream that breaks for good leaves the conversation as it was."""
+        stream that breaks for good leaves the conversation as it was. The
+        model's thinking streams as ``message.reasoning`` events, to every
+        subscriber of the task like ``message.delta`` (the log is one
+        replayable order for all); it is not part of the answer's text."""
         parts: list[str] = []
         calls: list[ToolCall] = []
+        thinking: list[dict[str, Any]] = []
         usage: Usage | None = None
         deltas = DeltaCoalescer(ctx.publish, self.delta_window)
+        thoughts = DeltaCoalescer(ctx.publish, self.delta_window, event="message.reasoning")
         try:
             async for chunk in provider.stream(request):
                 if isinstance(chunk, TextDelta):
+                    thoughts.flush()  # events in the stream's order
                     parts.append(chunk.text)
                     deltas.add(chunk.text)
                     await ctx.flow_control()
                     continue
                 deltas.flush()
-                if isinstance(chunk, ToolCall):
+                if isinstance(chunk, ReasoningDelta):
+                    thoughts.add(chunk.text)
+                    await ctx.flow_control()
+                    continue
+                thoughts.flush()
+                if isinstance(chunk, ThinkingBlock):
+                    thinking.append(chunk.block)
+                elif isinstance(chunk, ToolCall):
                     calls.append(chunk)
                 elif isinstance(chunk, Usage):
                     usage = chunk
@@ -386,9 +403,12 @@ class AgentLoop:
                     # partial output so nothing is duplicated in the history.
                     parts.clear()
                     calls.clear()
+                    thinking.clear()
                     ctx.publish("message.reset", {"reason": chunk.reason})
         except BaseException:
             deltas.discard()
+            thoughts.discard()
             raise
+        thoughts.flush()
         deltas.flush()
-        return "".join(parts), calls, usage
+        return "".join(parts), calls, usage, thinking

@@ -53,6 +53,11 @@ def call(name: str, call_id: str | None = None, **args: Any) -> dict[str, Any]:
 class Turn:
     text: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{name, args, id?}]
+    # Thinking before the answer: anthropic a signed ``thinking`` block (and a
+    # ``redacted_thinking`` one with ``redacted``), openai ``delta.<reasoning_field>``.
+    reasoning: str = ""
+    redacted: str | None = None
+    reasoning_field: str = "reasoning_content"  # OpenRouter: "reasoning"
     # Token counts in the daemon's terms: input (uncached), output, cache_read, cache_write.
     usage: dict[str, int] = field(default_factory=lambda: {"input": 10, "output": 5})
     piece_chars: int = 3  # text deltas of this many characters
@@ -322,6 +327,7 @@ class FakeOpenAI(FakeProviderServer):
             return {**base, "choices": [choice], "usage": None}
 
         chunks = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        chunks += [chunk({turn.reasoning_field: piece}) for piece in split(turn.reasoning, turn.piece_chars)]
         chunks += [chunk({"content": piece}) for piece in split(turn.text, turn.piece_chars)]
         per_call: list[list[dict[str, Any]]] = []
         for i, c in enumerate(turn.tool_calls):
@@ -350,7 +356,7 @@ class FakeOpenAI(FakeProviderServer):
             "completion_tokens": u.get("output", 0),
             "total_tokens": prompt + u.get("output", 0),
             "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": u.get("reasoning", 0)},  # part of completion_tokens
         }
         chunks.append({**base, "choices": [], "usage": usage})
         return [self.raw_event(c) for c in chunks] + [b"data: [DONE]\n\n"]
@@ -404,15 +410,33 @@ class FakeAnthropic(FakeProviderServer):
             }
         ]
         index = 0
+        if turn.reasoning:
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            events.append({"type": "content_block_start", "index": index, "content_block": start})
+            events += [
+                {"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": piece}}
+                for piece in split(turn.reasoning, turn.piece_chars)
+            ]
+            signature = {"type": "signature_delta", "signature": f"sig-{request_number}"}
+            events.append({"type": "content_block_delta", "index": index, "delta": signature})
+            events.append({"type": "content_block_stop", "index": index})
+            index += 1
+        if turn.redacted is not None:
+            block = {"type": "redacted_thinking", "data": turn.redacted}
+            events.append({"type": "content_block_start", "index": index, "content_block": block})
+            events.append({"type": "content_block_stop", "index": index})
+            index += 1
         if turn.text:
-            events.append({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            events.append(
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+            )
             events.append({"type": "ping"})
             events += [
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}
                 for piece in split(turn.text, turn.piece_chars)
             ]
-            events.append({"type": "content_block_stop", "index": 0})
-            index = 1
+            events.append({"type": "content_block_stop", "index": index})
+            index += 1
         for i, c in enumerate(turn.tool_calls):
             block = {"type": "tool_use", "id": c.get("id") or f"toolu_{request_number}_{i + 1}", "name": c["name"]}
             events.append({"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}})

@@ -11,6 +11,15 @@ then ``message_delta`` (stop reason, output tokens so far), ``message_stop``.
 Prompt caching as Roo-Code does it: ``cache_control: ephemeral`` on the
 system prompt and on the last block of the last two user messages, so each
 turn reads the previous turn's prefix from the cache and writes its own.
+
+Extended thinking (profile ``thinking_budget_tokens``), as Roo's
+``getModelParams``/``getAnthropicReasoning``: ``thinking: {type: enabled,
+budget_tokens}`` with the budget held between 1024 and 80 % of
+``max_tokens``, at temperature 1. ``thinking_delta`` pieces stream as
+reasoning; each finished ``thinking`` block (with its ``signature``) and
+``redacted_thinking`` block is kept with the turn and sent back first in
+that assistant turn, which the API requires when a turn with thinking used
+a tool. (Roo's Anthropic handler does not capture the signature.)
 """
 
 from __future__ import annotations
@@ -20,13 +29,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roo_daemon.engine.providers import wire_json
-from roo_daemon.engine.providers.base import Chunk, ProviderRequest, TextDelta, ToolCall
+from roo_daemon.engine.providers.base import (
+    Chunk,
+    ProviderRequest,
+    ReasoningDelta,
+    TextDelta,
+    ThinkingBlock,
+    ToolCall,
+)
 from roo_daemon.engine.providers.network import HttpProvider, TokenCounts, WireError, parse_arguments
 from roo_daemon.engine.providers.sse import SseEvent
 
 API_VERSION = "2023-06-01"
 CACHE_CONTROL = {"type": "ephemeral"}
 CACHED_USER_MESSAGES = 2
+MIN_THINKING_TOKENS = 1024  # the API's minimum budget
+THINKING_SHARE_OF_MAX_TOKENS = 0.8  # Roo: "Reasoning cannot exceed 80% of the maxTokens value"
 # Error types of an ``error`` event (and of error bodies) that a retry can cure.
 RETRYABLE_ERRORS = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
 _DATA_URL = re.compile(r"^data:(?P<media>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
@@ -37,6 +55,14 @@ class AnthropicProvider(HttpProvider):
     default_base_url = "https://api.anthropic.com"
     default_max_tokens = 8192  # the API requires max_tokens
     default_context_window = 200_000
+
+    def __init__(self, name: str, profile: dict[str, Any], metrics: Any = None, **kw: Any) -> None:
+        super().__init__(name, profile, metrics, **kw)
+        budget = profile.get("thinking_budget_tokens")
+        self.thinking_budget: int | None = None
+        if budget:
+            cap = int((self.max_tokens or self.default_max_tokens) * THINKING_SHARE_OF_MAX_TOKENS)
+            self.thinking_budget = max(MIN_THINKING_TOKENS, min(int(budget), cap))
 
     def url(self) -> str:
         return f"{self.base_url}/v1/messages"
@@ -53,10 +79,13 @@ class AnthropicProvider(HttpProvider):
         return headers
 
     def body(self, request: ProviderRequest) -> dict[str, Any]:
+        # Summaries (condense) are asked without thinking, and so without
+        # the thinking blocks, which the API refuses when thinking is off.
+        thinking = self.thinking_budget is not None and request.purpose == "turn"
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
-            "messages": to_anthropic_messages(request.messages),
+            "messages": to_anthropic_messages(request.messages, thinking=thinking),
             "stream": True,
         }
         if request.system:
@@ -66,7 +95,10 @@ class AnthropicProvider(HttpProvider):
                 {"name": t["name"], "description": t.get("description", ""), "input_schema": t["parameters"]}
                 for t in request.tools
             ]
-        if self.temperature is not None:
+        if thinking:
+            body["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget}
+            body["temperature"] = 1.0  # the only temperature thinking allows (Roo sends 1.0 too)
+        elif self.temperature is not None:
             body["temperature"] = self.temperature
         return body
 
@@ -74,12 +106,13 @@ class AnthropicProvider(HttpProvider):
         return AnthropicTurnParser()
 
 
-def to_anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def to_anthropic_messages(messages: list[dict[str, Any]], *, thinking: bool = False) -> list[dict[str, Any]]:
     """The neutral conversation as Messages API turns: tool results become
     ``tool_result`` blocks of a user turn, consecutive same-role messages are
     merged (the API wants user and assistant to alternate, tool results
     first), empty blocks are left out (the API refuses them), and the last
-    two user turns get a cache breakpoint."""
+    two user turns get a cache breakpoint. With ``thinking``, an assistant
+    turn's thinking blocks lead it, unchanged (their signatures are checked)."""
     out: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
@@ -98,7 +131,7 @@ def to_anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]
                 blocks.insert(0, {"type": "text", "text": m["content"]})
             add("user", blocks)
         elif role == "assistant":
-            blocks = []
+            blocks = [dict(b) for b in m.get("thinking") or []] if thinking else []
             if (m.get("content") or "").strip():
                 blocks.append({"type": "text", "text": m["content"]})
             for c in m.get("tool_calls") or []:
@@ -136,7 +169,9 @@ class _Block:
     id: str = ""
     name: str = ""
     start_input: dict[str, Any] = field(default_factory=dict)  # the input given at content_block_start
-    json_parts: list[str] = field(default_factory=list)
+    json_parts: list[str] = field(default_factory=list)  # tool_use input, or thinking text
+    signature: str = ""  # thinking
+    data: str = ""  # redacted_thinking
 
     def arguments(self) -> dict[str, Any]:
         """The tool input: the ``input_json_delta`` pieces joined, else the
@@ -167,11 +202,18 @@ class AnthropicTurnParser:
         elif kind == "content_block_start":
             block = doc.get("content_block") or {}
             start_input = block.get("input") if isinstance(block.get("input"), dict) else {}
-            self._blocks[doc.get("index", 0)] = _Block(
+            kept = self._blocks[doc.get("index", 0)] = _Block(
                 block.get("type", ""), block.get("id", ""), block.get("name", ""), start_input
             )
             if block.get("type") == "text" and block.get("text"):
                 return [TextDelta(block["text"])]
+            if block.get("type") == "thinking":
+                kept.signature = block.get("signature") or ""
+                if block.get("thinking"):
+                    kept.json_parts.append(block["thinking"])
+                    return [ReasoningDelta(block["thinking"])]
+            if block.get("type") == "redacted_thinking":
+                kept.data = block.get("data") or ""
         elif kind == "content_block_delta":
             delta = doc.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
@@ -180,11 +222,25 @@ class AnthropicTurnParser:
                 block = self._blocks.get(doc.get("index", 0))
                 if block is not None:
                     block.json_parts.append(delta.get("partial_json") or "")
-            # thinking_delta, signature_delta, citations_delta: not part of the conversation here
+            elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                block = self._blocks.get(doc.get("index", 0))
+                if block is not None:
+                    block.json_parts.append(delta["thinking"])
+                return [ReasoningDelta(delta["thinking"])]
+            elif delta.get("type") == "signature_delta":
+                block = self._blocks.get(doc.get("index", 0))
+                if block is not None:
+                    block.signature += delta.get("signature") or ""
+            # citations_delta: not part of the conversation here
         elif kind == "content_block_stop":
             block = self._blocks.pop(doc.get("index", 0), None)
             if block is not None and block.type == "tool_use":
                 return [ToolCall(block.id, block.name, block.arguments())]
+            if block is not None and block.type == "thinking":
+                text = "".join(block.json_parts)
+                return [ThinkingBlock({"type": "thinking", "thinking": text, "signature": block.signature})]
+            if block is not None and block.type == "redacted_thinking":
+                return [ThinkingBlock({"type": "redacted_thinking", "data": block.data})]
         elif kind == "message_delta":
             self.stop_reason = (doc.get("delta") or {}).get("stop_reason") or self.stop_reason
             self._take_usage(doc.get("usage") or {})

@@ -1,4 +1,4 @@
-"""What every provider streams: text deltas, whole tool calls, usage."""
+"""What every provider streams: text and reasoning deltas, whole tool calls, usage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,24 @@ from typing import Any, Protocol
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's thinking (Anthropic extended thinking, an
+    OpenAI-compatible server's ``reasoning_content``): shown, never part of
+    the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingBlock:
+    """A whole Anthropic ``thinking`` (with its ``signature``) or
+    ``redacted_thinking`` block, kept with the turn: with thinking on, the
+    API wants the last assistant turn's thinking back before its ``tool_use``."""
+
+    block: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +54,7 @@ class StreamReset:
     reason: str
 
 
-Chunk = TextDelta | ToolCall | Usage | StreamReset
+Chunk = TextDelta | ReasoningDelta | ThinkingBlock | ToolCall | Usage | StreamReset
 
 
 @dataclass

@@ -8,6 +8,11 @@ of ``chat.completion.chunk`` objects, then ``data: [DONE]``. Text comes as
 ``index``: the first carries ``id`` and ``function.name``, the rest pieces of
 ``function.arguments`` (a JSON string) to concatenate. Usage arrives in a
 last chunk with empty ``choices``.
+
+Reasoning: the profile's ``reasoning_effort`` is sent as is (Roo's
+``getOpenAiReasoning``); thinking streams as ``delta.reasoning_content``
+(DeepSeek, vLLM, as Roo reads it) or ``delta.reasoning`` (OpenRouter), and
+is never sent back. Its tokens are part of ``completion_tokens``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roo_daemon.engine.providers import wire_json
-from roo_daemon.engine.providers.base import Chunk, ProviderRequest, TextDelta, ToolCall
+from roo_daemon.engine.providers.base import Chunk, ProviderRequest, ReasoningDelta, TextDelta, ToolCall
 from roo_daemon.engine.providers.network import HttpProvider, TokenCounts, WireError, parse_arguments
 from roo_daemon.engine.providers.retry import is_retryable_status
 from roo_daemon.engine.providers.sse import SseEvent
@@ -37,6 +42,7 @@ class OpenAIProvider(HttpProvider):
         super().__init__(name, profile, metrics, **kw)
         # OpenAI's newer models take max_completion_tokens; compatible servers, max_tokens.
         self.max_tokens_param = str(profile.get("max_tokens_param") or "max_tokens")
+        self.reasoning_effort: str | None = profile.get("reasoning_effort")
 
     def url(self) -> str:
         return f"{self.base_url}/chat/completions"
@@ -60,6 +66,8 @@ class OpenAIProvider(HttpProvider):
             body[self.max_tokens_param] = self.max_tokens
         if self.temperature is not None:
             body["temperature"] = self.temperature
+        if self.reasoning_effort and request.purpose == "turn":
+            body["reasoning_effort"] = self.reasoning_effort
         return body
 
     def parser(self) -> OpenAITurnParser:
@@ -167,6 +175,9 @@ class OpenAITurnParser:
             if choice.get("index", 0) != 0:
                 continue  # n > 1 is never requested
             delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if thought and isinstance(thought, str):
+                out.append(ReasoningDelta(thought))
             if delta.get("content"):
                 out.append(TextDelta(delta["content"]))
             for fragment in delta.get("tool_calls") or []:

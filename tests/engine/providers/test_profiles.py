@@ -76,6 +76,26 @@ def test_build_providers_makes_each_kind(tmp_path):
     assert claude.prices is not None and claude.prices.cache_read == 3
 
 
+def test_reasoning_options_load_and_the_thinking_budget_is_held_under_max_tokens(tmp_path):
+    cfg = _load(
+        tmp_path,
+        {
+            "o": {"kind": "openai", "model": "o4-mini", "reasoning_effort": "medium"},
+            "c": {"kind": "anthropic", "model": "claude-sonnet-4-5", "thinking_budget_tokens": 32000},
+            "d": {
+                "kind": "anthropic",
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 64000,
+                "thinking_budget_tokens": 32000,
+            },
+        },
+    )
+    built = build_providers(cfg["providers"], cfg["_config_dir"])
+    assert built["o"].reasoning_effort == "medium"
+    assert built["c"].thinking_budget == 6553  # 80 % of the default 8192, as Roo caps it
+    assert built["d"].thinking_budget == 32000
+
+
 @pytest.mark.parametrize(
     ("profile", "key", "problem"),
     [
@@ -91,6 +111,18 @@ def test_build_providers_makes_each_kind(tmp_path):
         ({"kind": "openai", "model": "m", "max_retries": -1}, "providers.p.max_retries", "less than the minimum"),
         ({"kind": "openai", "model": "m", "prices": {"inptu": 1}}, "providers.p.prices.inptu", "unknown key"),
         ({"kind": "gemini", "model": "m"}, "providers.p.kind", "is not one of"),
+        ({"kind": "openai", "model": "m", "reasoning_effort": "max"}, "providers.p.reasoning_effort", "is not one of"),
+        (
+            {"kind": "openai", "model": "m", "thinking_budget_tokens": 2048},
+            "providers.p.thinking_budget_tokens",
+            "unknown key",
+        ),
+        (
+            {"kind": "anthropic", "model": "m", "thinking_budget_tokens": 100},
+            "providers.p.thinking_budget_tokens",
+            "less than",
+        ),
+        ({"kind": "anthropic", "model": "m", "reasoning_effort": "low"}, "providers.p.reasoning_effort", "unknown key"),
     ],
 )
 def test_bad_profiles_are_configuration_errors(tmp_path, profile, key, problem):
