@@ -24,6 +24,7 @@ from typing import Any
 
 from roo_daemon.engine.providers import wire_json
 from roo_daemon.engine.providers.base import Chunk, ProviderRequest, ReasoningDelta, TextDelta, ToolCall
+from roo_daemon.engine.providers.caching import add_cache_breakpoints, strategy_for
 from roo_daemon.engine.providers.network import HttpProvider, TokenCounts, WireError, parse_arguments
 from roo_daemon.engine.providers.retry import is_retryable_status
 from roo_daemon.engine.providers.sse import SseEvent
@@ -43,6 +44,7 @@ class OpenAIProvider(HttpProvider):
         # OpenAI's newer models take max_completion_tokens; compatible servers, max_tokens.
         self.max_tokens_param = str(profile.get("max_tokens_param") or "max_tokens")
         self.reasoning_effort: str | None = profile.get("reasoning_effort")
+        self.cache_strategy = strategy_for(profile.get("prompt_caching"), self.model)
 
     def url(self) -> str:
         return f"{self.base_url}/chat/completions"
@@ -60,6 +62,8 @@ class OpenAIProvider(HttpProvider):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if self.cache_strategy is not None:
+            add_cache_breakpoints(body["messages"], self.cache_strategy)
         if request.tools:
             body["tools"] = [to_openai_tool(t) for t in request.tools]
         if self.max_tokens:

@@ -123,6 +123,8 @@ def test_reasoning_options_load_and_the_thinking_budget_is_held_under_max_tokens
             "less than",
         ),
         ({"kind": "anthropic", "model": "m", "reasoning_effort": "low"}, "providers.p.reasoning_effort", "unknown key"),
+        ({"kind": "openai", "model": "m", "prompt_caching": "always"}, "providers.p.prompt_caching", "is not one of"),
+        ({"kind": "anthropic", "model": "m", "prompt_caching": "auto"}, "providers.p.prompt_caching", "unknown key"),
     ],
 )
 def test_bad_profiles_are_configuration_errors(tmp_path, profile, key, problem):
