@@ -3,6 +3,7 @@ on a terminal; and the access log line for every request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -175,10 +176,40 @@ def _write_direct(sink: logging.StreamHandler, level: int, msg: str, extra: dict
     try:
         with sink.lock:  # type: ignore[union-attr]  # threads (executors) log through the same stream
             sink.stream.write(line)
-            sink.stream.flush()
     except Exception:
         return False
+    _flush_soon(sink)
     return True
+
+
+_flush_scheduled = False
+
+
+def _flush_soon(sink: logging.StreamHandler) -> None:
+    """Flush the stream once the loop has run what is ready: the lines of
+    all requests answered in one loop turn leave in one write, not one
+    system call each. Lines are out within that turn, as before (a test or
+    journald waiting for one sees no delay worth the name)."""
+    global _flush_scheduled
+    if _flush_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not on a loop: now
+        _flush(sink)
+        return
+    _flush_scheduled = True
+    loop.call_soon(_flush, sink)
+
+
+def _flush(sink: logging.StreamHandler) -> None:
+    global _flush_scheduled
+    _flush_scheduled = False
+    try:
+        with sink.lock:  # type: ignore[union-attr]
+            sink.stream.flush()
+    except Exception as e:  # as logging does for a failed write: say so on stderr, carry on
+        print(f"--- Logging error: flushing the access log failed: {e!r}", file=sys.stderr)
 
 
 def access_logger(metrics: Metrics) -> Callable[[Any], None]:

@@ -120,3 +120,32 @@ def test_the_level_still_decides(json_stdout: Callable[[str], io.StringIO]) -> N
     log(request(500))
     assert [line["status"] for line in lines(out)] == [500]
     assert lines(out)[0]["level"] == "error"
+
+
+class CountingStream(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+@pytest.mark.gen_test(timeout=5)
+async def test_lines_of_one_loop_turn_leave_in_one_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logs._json_sink)
+    out = CountingStream()
+    monkeypatch.setattr("sys.stdout", out)
+    try:
+        setup_logging("info", "json")
+        log = access_logger(Metrics())
+        log(request())
+        log(request())
+        assert len(lines(out)) == 2 and out.flushes == 0  # written; flushed once the loop turns
+        await asyncio.sleep(0)
+        assert out.flushes == 1
+    finally:
+        root.handlers[:], level, logs._json_sink = saved
+        root.setLevel(level)
