@@ -17,6 +17,7 @@ EVENT_NAMES = frozenset(
     {
         "session.created",
         "session.deleted",
+        "session.updated",
         "task.created",
         "task.status",
         "message.delta",

@@ -54,3 +54,18 @@ async def test_the_resolver_keeps_only_allowed_addresses() -> None:
             await resolver.resolve("10.9.8.7", 80)
     finally:
         resolver.close()
+
+
+def test_the_event_names_a_webhook_may_ask_for_are_the_spec_s() -> None:
+    """The Webhook schema's enum, the names the daemon checks, and the event
+    names the Event schema documents are one list (an event added to one
+    without the others fails here)."""
+    import re
+
+    from roo_daemon.spec import Spec
+    from roo_daemon.webhooks.hooks import ALL_EVENTS, EVENT_NAMES
+
+    schemas = Spec().doc["components"]["schemas"]
+    assert set(schemas["Webhook"]["properties"]["events"]["items"]["enum"]) == EVENT_NAMES | {ALL_EVENTS}
+    documented = {n for n in re.findall(r"`([a-z.]+)`", schemas["Event"]["description"])}
+    assert documented == EVENT_NAMES
