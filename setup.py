@@ -11,6 +11,7 @@ setup(
     package_data={
         "roo_daemon": ["openapi.yaml", "config_schema.yaml"],
         "roo_daemon.engine.providers": ["demo_script.yaml"],
+        "roo_daemon.dashboard": ["static/*"],
     },
     install_requires=[
         "tornado>=6.4,<7",

@@ -24,6 +24,7 @@ from roo_daemon.api.modes import ModesHandler
 from roo_daemon.api.providers import ProvidersHandler
 from roo_daemon.checkpoints.handlers import CheckpointDiffHandler, CheckpointRestoreHandler, CheckpointsHandler
 from roo_daemon.context import AppContext
+from roo_daemon.dashboard.handlers import DashboardAssetHandler, DashboardHandler
 from roo_daemon.logs import access_logger
 from roo_daemon.mcp.handlers import McpServersHandler
 from roo_daemon.sessions.handlers import SessionHandler, SessionsHandler
@@ -39,6 +40,8 @@ from roo_daemon.webhooks.handlers import SessionWebhooksHandler
 from roo_daemon.ws.handlers import EventSocket
 
 ROUTES: list[tuple[str, type]] = [
+    ("/", DashboardHandler),
+    ("/dashboard/{asset}", DashboardAssetHandler),
     ("/healthz", HealthHandler),
     ("/readyz", ReadyHandler),
     ("/metrics", MetricsHandler),

@@ -58,6 +58,8 @@ async def test_head_answers_like_get_without_a_body(reader: Api, ctx: Any) -> No
         "/docs",
         "/docs/assets/roo-daemon-docs.js",
         "/api/v1/sessions",
+        "/",
+        "/dashboard/app.js",
         "/api/v1/providers",
         "/api/v1/tasks?status=completed",
         f"/api/v1/sessions/{session.id}",
