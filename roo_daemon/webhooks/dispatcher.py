@@ -37,6 +37,7 @@ from roo_daemon.webhooks.store import CursorStore
 
 log = logging.getLogger("roo_daemon.webhooks")
 PAGE = 200  # events read from the store at a time, per worker
+STORE_RETRY_SECONDS = 5  # after the store failed a worker's read or write (a full disk)
 FAILURE_REASONS = ("http_status", "timeout", "network", "host_refused", "no_secret")
 
 
@@ -201,7 +202,7 @@ class WebhookDispatcher:
                 raise
             except Exception as e:  # the store failing (a full disk): try again later
                 log.warning("webhook %s of session %s: %s; retrying", w.hook.id, w.session_id, e)
-                await self._sleep(self.settings["retry_max_seconds"])
+                await self._sleep(min(STORE_RETRY_SECONDS, self.settings["retry_max_seconds"]))
         await self._persist(w)
 
     async def _pass(self, w: Worker) -> None:
@@ -224,10 +225,12 @@ class WebhookDispatcher:
                     w.cursor = seq
                     await self._persist(w)
                 else:
+                    # Stored with the next delivery (or at stop), not now: a
+                    # write per streamed delta would double the store's load,
+                    # and a cursor left behind only re-reads unwanted events.
                     w.cursor = seq
         finally:
             w.status = "idle" if w.status == "delivering" else w.status
-        await self._persist(w)
 
     async def _persist(self, w: Worker) -> None:
         if w.cursor != w.persisted and w.session_id in self.workers:

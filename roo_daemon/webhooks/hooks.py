@@ -23,6 +23,7 @@ EVENT_NAMES = frozenset(
         "message.delta",
         "message",
         "message.reset",
+        "message.reasoning",
         "message.user",
         "message.queued",
         "tool.call",
