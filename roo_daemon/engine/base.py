@@ -8,7 +8,7 @@ engine implements the loop (``roo_daemon.engine.loop.AgentLoop``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from roo_daemon.models import Session, Task
@@ -24,6 +24,7 @@ class Answer:
 
     approve: bool
     text: str | None = None
+    images: list[str] = field(default_factory=list)  # data URLs (a follow-up answer's)
 
 
 class TaskFailure(Exception):
@@ -39,6 +40,7 @@ class TaskContext(Protocol):
     task: Task
     session: Session
     images: list[str]
+    supports_images: bool  # the task's model takes images (its profile's ``supports_images``)
     settings: dict[str, Any]  # the config's ``tools`` section
     modes: dict[str, Any]  # slug -> engine.modes.Mode available to this task
     previous_mode: str  # the mode before the last switch_mode

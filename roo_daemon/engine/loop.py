@@ -106,6 +106,7 @@ class AgentLoop:
         provider = self.providers.get(ctx.task.provider)
         if provider is None:
             raise TaskFailure("provider_unknown", f"no provider profile named {ctx.task.provider!r}")
+        ctx.supports_images = bool(getattr(provider, "supports_images", False))
         try:
             ctx.modes = await asyncio.to_thread(available_modes, self.config_modes, ctx.session.workspace)
         except ModeError as e:

@@ -54,7 +54,7 @@ class TaskResponsesHandler(ApiHandler):
     async def post(self, session_id: str, task_id: str) -> None:
         body = self.json_body()
         task = await self.ctx.tasks.respond(
-            self.principal, session_id, task_id, body["ask_id"], body["approve"], body.get("text")
+            self.principal, session_id, task_id, body["ask_id"], body["approve"], body.get("text"), body.get("images")
         )
         self.send_json(task.to_resource())
 

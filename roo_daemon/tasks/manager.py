@@ -173,7 +173,14 @@ class TaskManager:
         return run.task
 
     async def respond(
-        self, principal: Principal, session_id: str, task_id: str, ask_id: str, approve: bool, text: str | None
+        self,
+        principal: Principal,
+        session_id: str,
+        task_id: str,
+        ask_id: str,
+        approve: bool,
+        text: str | None,
+        images: list[str] | None = None,
     ) -> Task:
         task = await self.get(principal, session_id, task_id)
         run = self.runner.live(task_id)
@@ -187,7 +194,7 @@ class TaskManager:
                 "(cancel the subtask to stop waiting)",
                 task_status=run.task.status,
             )
-        await run.answer(ask_id, approve, text)
+        await run.answer(ask_id, approve, text, images=images)
         return run.task
 
     async def post_message(

@@ -24,7 +24,7 @@ from roo_daemon.engine.base import Answer, TaskFailure
 from roo_daemon.engine.calls import current_call_id
 from roo_daemon.engine.conversation import Conversation
 from roo_daemon.models import FINAL_STATUSES, Session, Task, iso, now_iso
-from roo_daemon.problems import Problem
+from roo_daemon.problems import Problem, validation_problem
 from roo_daemon.store import InboxStore, MessageStore, Row, TaskStore
 from roo_daemon.store.database import WriteFn
 from roo_daemon.store.sqlite import StaleWrite, chain
@@ -64,6 +64,7 @@ class TaskRun:
         self.task = task
         self.session = session
         self.images = images
+        self.supports_images = False  # set by the loop from the task's provider
         self.settings = runner.settings
         self.modes: dict[str, Any] = {}
         self.previous_mode = task.mode
@@ -178,7 +179,7 @@ class TaskRun:
             return None
         if stored["kind"] == kind:
             self.task.state.pop("answer")
-            return Answer(stored["approve"], stored.get("text"))
+            return Answer(stored["approve"], stored.get("text"), stored.get("images") or [])
         if stored["kind"] == "subtask" and kind != "subtask":
             return Answer(True)
         return None
@@ -280,7 +281,9 @@ class TaskRun:
         if self.started:
             self.runner.metrics.task_duration.observe(time.monotonic() - self.started)
 
-    async def answer(self, ask_id: str, approve: bool, text: str | None, *, expired: bool = False) -> None:
+    async def answer(
+        self, ask_id: str, approve: bool, text: str | None, *, expired: bool = False, images: list[str] | None = None
+    ) -> None:
         """The answer to the pending ask. A wrong or stale id is 409.
 
         Stored (with ``ask.answered``, the task's new status and the answer
@@ -296,16 +299,27 @@ class TaskRun:
             )
         if pending["id"] != ask_id:
             raise Problem(409, f"ask {ask_id} is not the task's pending ask", task_status=self.task.status)
+        if images and pending["kind"] != "followup":
+            # Only a follow-up answer reaches the model as a message of its own.
+            raise validation_problem(
+                [{"pointer": "/body/images", "message": f"images answer a followup ask, not a {pending['kind']} ask"}]
+            )
         answered: dict[str, Any] = {"ask_id": ask_id, "kind": pending["kind"], "approve": approve}
         if text is not None:
             answered["text"] = text
+        if images:
+            answered["image_count"] = len(images)  # the event says how many; the images stay with the task
         if expired:
             answered["expired"] = True
         self._answering = True  # held, on the loop: a second answer meanwhile gets 409
         started = self.runner.claim_slot(self)
         # In place: the loop holds this dict. Stored with the task, so a loop
         # started after a restart finds the answer.
-        self.task.state["answer"] = {**answered, "call_id": pending.get("call_id")}
+        self.task.state["answer"] = {
+            **answered,
+            "call_id": pending.get("call_id"),
+            **({"images": images} if images else {}),
+        }
         try:
             await self.transition(
                 "running" if started else "queued",
@@ -329,7 +343,7 @@ class TaskRun:
         stored = self.task.state.get("answer") or {}
         future = self._ask_future
         if future is not None and not future.done():
-            future.set_result(Answer(stored.get("approve", False), stored.get("text")))
+            future.set_result(Answer(stored.get("approve", False), stored.get("text"), stored.get("images") or []))
 
     @property
     def warm(self) -> bool:

@@ -55,6 +55,7 @@ class AnthropicProvider(HttpProvider):
     default_base_url = "https://api.anthropic.com"
     default_max_tokens = 8192  # the API requires max_tokens
     default_context_window = 200_000
+    default_supports_images = True  # every Claude model since 3 takes images
 
     def __init__(self, name: str, profile: dict[str, Any], metrics: Any = None, **kw: Any) -> None:
         super().__init__(name, profile, metrics, **kw)

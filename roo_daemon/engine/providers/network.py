@@ -121,6 +121,7 @@ class HttpProvider(ABC):
     default_base_url: ClassVar[str]
     default_max_tokens: ClassVar[int | None] = None
     default_context_window: ClassVar[int | None] = None
+    default_supports_images: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -140,6 +141,8 @@ class HttpProvider(ABC):
         self.max_tokens: int | None = profile.get("max_tokens") or self.default_max_tokens
         self.temperature: float | None = profile.get("temperature")
         self.context_window: int | None = profile.get("context_window") or self.default_context_window
+        # Roo's ModelInfo.supportsImages: whether read_file may hand the model an image.
+        self.supports_images = bool(profile.get("supports_images", self.default_supports_images))
         self.prices = Prices.from_config(profile.get("prices"))
         self.request_timeout = float(profile.get("request_timeout_seconds") or DEFAULT_REQUEST_TIMEOUT_SECONDS)
         self.idle_timeout = float(profile.get("idle_timeout_seconds") or DEFAULT_IDLE_TIMEOUT_SECONDS)

@@ -34,6 +34,7 @@ from roo_daemon.engine.providers.base import Chunk, ProviderError, ProviderReque
 
 class ScriptedProvider:
     kind = "scripted"
+    supports_images = False
 
     def __init__(self, name: str, profile: dict[str, Any], config_dir: str) -> None:
         self.name = name

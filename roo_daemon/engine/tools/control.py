@@ -19,7 +19,9 @@ async def _attempt_completion(ctx: TaskContext, args: dict[str, Any]) -> ToolOut
 async def _ask_followup(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     suggestions = [s if isinstance(s, str) else s.get("text", "") for s in args.get("follow_up") or []]
     answer = await ctx.ask("followup", question=args["question"], suggestions=suggestions)
-    return ToolOutcome(f"<answer>\n{answer.text or ''}\n</answer>")
+    return ToolOutcome(
+        f"<answer>\n{answer.text or ''}\n</answer>", images=answer.images
+    )  # Roo's toolResult(text, images)
 
 
 def parse_todos(markdown: str) -> list[dict[str, str]]:

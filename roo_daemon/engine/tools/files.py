@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.protect import PROTECTION_MESSAGE, SHIELD, any_write_protected, is_write_protected
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
+from roo_daemon.engine.tools.images import is_image, read_image
 from roo_daemon.engine.workspace import (
     LIST_RULES,
     PathEscape,
@@ -432,6 +433,11 @@ async def _read_file(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     if anchor is not None and anchor < 1:
         raise ToolError(f"Error: anchor_line must be a 1-indexed line number (got {anchor}). Line numbers start at 1.")
     target = await _read_target(ctx, args["path"])
+    if is_image(target.path):
+        supports = bool(getattr(ctx, "supports_images", False))
+        image = await in_thread(f"reading file {rel}", read_image, target.path, rel, supports)
+        if image is not None:
+            return ToolOutcome(image[0], images=image[1])
     max_bytes = int(ctx.settings.get("read_max_bytes", 262144))
     body, is_error = await in_thread(f"reading file {rel}", _read_text, target.path, rel, args, max_bytes)
     return ToolOutcome(f"File: {rel}\n{body}", is_error=is_error)

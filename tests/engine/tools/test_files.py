@@ -76,7 +76,7 @@ async def test_read_file_errors(ctx, workspace):
     (workspace / "dir").mkdir()
     write(workspace, "empty.txt", "")
     write(workspace, "short.txt", "one\n")
-    write(workspace, "logo.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    write(workspace, "logo.bmp", b"BM\x00\x00\x00\x00" + bytes(range(256)))  # images the APIs take: test_images.py
 
     directory = await ctx.call("read_file", path="dir")
     assert directory.is_error and "Cannot read 'dir' because it is a directory. Use list_files tool instead." in (
@@ -84,8 +84,8 @@ async def test_read_file_errors(ctx, workspace):
     )
     missing = await ctx.call("read_file", path="nope.txt")
     assert missing.is_error and missing.content == "File: nope.txt\nError: File not found: nope.txt"
-    binary = await ctx.call("read_file", path="logo.png")
-    assert binary.is_error and binary.content == "File: logo.png\nBinary file (png) - content not displayed"
+    binary = await ctx.call("read_file", path="logo.bmp")
+    assert binary.is_error and binary.content == "File: logo.bmp\nBinary file (bmp) - content not displayed"
     empty = await ctx.call("read_file", path="empty.txt")
     assert not empty.is_error and empty.content == "File: empty.txt\nNote: File is empty"
     beyond = await ctx.call("read_file", path="short.txt", offset=5)
