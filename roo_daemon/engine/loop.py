@@ -28,8 +28,9 @@ from roo_daemon.engine.base import TaskContext, TaskFailure
 from roo_daemon.engine.coalesce import DEFAULT_WINDOW_SECONDS, DeltaCoalescer
 from roo_daemon.engine.condense import MAX_CONTEXT_WINDOW_RETRIES, ContextManager
 from roo_daemon.engine.conversation import Conversation
+from roo_daemon.engine.environment import environment_details, is_environment_details
 from roo_daemon.engine.modes import Mode, ModeError, available_modes
-from roo_daemon.engine.prompts import environment_details, system_prompt
+from roo_daemon.engine.prompts import system_prompt
 from roo_daemon.engine.providers.base import (
     Provider,
     ProviderError,
@@ -121,17 +122,30 @@ class AgentLoop:
         if conv.empty:  # a new task (or one from a release that stored no conversation: it starts over)
             state.pop("answer", None)
             state.pop("resume", None)
-            await self._first_message(ctx, conv)
+            await self._first_message(ctx, provider, conv)
             await self._started(ctx, conv)
-        else:
-            await self._started(ctx, conv)  # before a resumed call runs again
-            result = await self._resume(ctx, conv)
-            if result is not None:
-                return result
-        return await self._loop(ctx, provider, conv)
+            return await self._loop(ctx, provider, conv, resumed=False)
+        await self._started(ctx, conv)  # before a resumed call runs again
+        result = await self._resume(ctx, conv)
+        if result is not None:
+            return result
+        return await self._loop(ctx, provider, conv, resumed=True)
 
-    async def _first_message(self, ctx: TaskContext, conv: Conversation) -> None:
-        details = await asyncio.to_thread(environment_details, self._mode(ctx), ctx.session.workspace, True)
+    async def _environment(self, ctx: TaskContext, provider: Provider, listing: bool) -> str:
+        """Roo's environment details for the next user turn (off the loop: the
+        listing walks the workspace)."""
+        return await asyncio.to_thread(
+            environment_details,
+            self._mode(ctx),
+            ctx.session.workspace,
+            listing,
+            model=provider.model,
+            cost_usd=ctx.task.usage.get("cost_usd"),
+            todos=ctx.task.todos,
+        )
+
+    async def _first_message(self, ctx: TaskContext, provider: Provider, conv: Conversation) -> None:
+        details = await self._environment(ctx, provider, True)
         first: dict[str, Any] = {
             "role": "user",
             "content": f"<task>\n{ctx.task.prompt}\n</task>\n\n{details}",
@@ -162,16 +176,25 @@ class AgentLoop:
         ctx.record(rows, consumed=[seq for seq, _ in inbox], state=True)
         return None
 
-    async def _loop(self, ctx: TaskContext, provider: Provider, conv: Conversation) -> str:
+    async def _loop(self, ctx: TaskContext, provider: Provider, conv: Conversation, *, resumed: bool) -> str:
+        """Turn after turn. Each user turn ends with fresh environment details
+        (Roo's getEnvironmentDetails); the first of a resumed or continued
+        run also lists the workspace, as Roo's first request of a run does."""
         state = ctx.task.state
         prompt_key: tuple[str, bool] | None = None
         system = ""
+        details_due, listing = resumed, resumed  # a new task's first message has them already
         while True:
             await self._boundary_asks(ctx, conv)
             inbox = await ctx.inbox()
             if inbox:
                 ctx.record([conv.add(steering([doc for _, doc in inbox]))], consumed=[seq for seq, _ in inbox])
             mode = self._mode(ctx)
+            if details_due and not is_environment_details(conv.messages[-1]):
+                details = await self._environment(ctx, provider, listing)
+                ctx.record([conv.add({"role": "user", "content": details, "source": "engine"})])
+                listing = False
+            details_due = False  # an empty response is retried as it was: no second block
             tools = await self.tools.specs_for(ctx, mode)  # the daemon's tools and the task's MCP tools
             mcp = len(tools) > len(self.tools.specs(mode))  # MCP tools are the only dynamic ones
             if (mode.slug, mcp) != prompt_key:  # first turn, after switch_mode, or MCP tools came or went
@@ -194,6 +217,7 @@ class AgentLoop:
             if thinking:  # Anthropic's signed thinking blocks: sent back with this turn (providers/anthropic.py)
                 message["thinking"] = thinking
             row = conv.add(message)
+            details_due = True  # what follows this turn (results, reminders) is a new user turn
             self.context.after_turn(conv, usage)
             event = ("message", {"role": "assistant", "text": text, "provider_kind": provider.kind}) if text else None
             ctx.record([row], event, state=True)

@@ -1,5 +1,5 @@
-"""The system prompt and the per-turn environment details, after Roo-Code's
-``src/core/prompts/system.ts`` and ``getEnvironmentDetails``: role, tool-use
+"""The system prompt, after Roo-Code's ``src/core/prompts/system.ts``, and the
+workspace listing of the first environment details (``environment.py``): role, tool-use
 rules, the mode's capabilities, the modes, rules, system information,
 objective, and custom instructions (config, the mode's own, and the
 workspace's rule files: :mod:`roo_daemon.engine.rules`).
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from pathlib import Path
 
 from roo_daemon.engine.modes import Mode
@@ -20,7 +19,7 @@ from roo_daemon.engine.rules import ROOIGNORE_INSTRUCTIONS, custom_instructions
 from roo_daemon.engine.tools.files import Target, list_text
 from roo_daemon.engine.workspace import RooIgnore
 
-__all__ = ["ROOIGNORE_INSTRUCTIONS", "custom_instructions", "environment_details", "system_prompt"]
+__all__ = ["ROOIGNORE_INSTRUCTIONS", "custom_instructions", "system_prompt", "workspace_listing"]
 
 LISTING_CAP = 200  # Roo's maxWorkspaceFiles default
 # Roo's words (src/core/prompts/sections/capabilities.ts), verbatim.
@@ -86,16 +85,3 @@ def workspace_listing(workspace: str, cap: int = LISTING_CAP) -> str:
     except OSError:
         return "(The workspace's .rooignore cannot be read, so no file is listed. Fix or remove it.)"
     return list_text(target, True, cap)
-
-
-def environment_details(mode: Mode, workspace: str, first: bool) -> str:
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    parts = [
-        "<environment_details>",
-        f"# Current Time\n{now}",
-        f"# Current Mode\n<slug>{mode.slug}</slug>\n<name>{mode.name}</name>",
-    ]
-    if first:
-        parts.append(f"# Current Workspace Directory ({workspace}) Files\n{workspace_listing(workspace)}")
-    parts.append("</environment_details>")
-    return "\n\n".join(parts)

@@ -132,6 +132,6 @@ async def test_when_condensing_fails_the_oldest_turns_are_cut_with_roos_notice(
     t = await api.task(s["id"], "steps, cut")
     assert (await settle(api, s["id"], t["id"], "completed"))["result"] == "cut and done"
     text = text_of(fake.requests[-1])
-    assert "[Sliding window truncation: 2 messages hidden to reduce context]" in text
+    assert "[Sliding window truncation: 3 messages hidden to reduce context]" in text  # a call, its result, the details
     cut = [e["data"] for e in await all_events(api, s["id"], t["id"]) if e["event"] == "context.truncated"]
     assert cut and "summaries are down" in cut[0]["condense_error"]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import Api, make_config, wait_status
 from tests.engine.fakes import FakeOpenAI, Turn, call, fake_openai  # noqa: F401
+from tests.tasks.helpers import follow
 
 FINAL = {"completed", "failed", "cancelled", "interrupted"}
 DONE = Turn(tool_calls=[call("attempt_completion", result="finished")])
@@ -25,7 +26,7 @@ def fake(request: pytest.FixtureRequest) -> FakeOpenAI:
 def config(request: pytest.FixtureRequest, tmp_path, fake) -> dict[str, Any]:
     """Parametrize indirectly with a dict of ``engine`` settings to override."""
     cfg = make_config(tmp_path, engine={"max_concurrent_tasks": 1, **getattr(request, "param", {})})
-    cfg["providers"]["real"] = fake.profile()
+    cfg["providers"]["real"] = fake.profile(prices={"input": 50_000.0, "output": 0.0})  # $0.50 a request
     return cfg
 
 
@@ -36,6 +37,19 @@ async def start(api: Api, prompt: str = "do the work", **session: Any) -> tuple[
 
 async def until(api: Api, s: dict, t: dict, *statuses: str) -> dict:
     return await wait_status(api, s["id"], t["id"], set(statuses) or FINAL)
+
+
+async def ended(api: Api, s: dict, t: dict, nth: int) -> dict:
+    """The task once it has ended ``nth`` times (a continued task ends again)."""
+    count = 0
+
+    def final(frame: dict[str, Any]) -> bool:
+        nonlocal count
+        count += frame["event"] == "task.status" and frame["data"]["status"] in FINAL
+        return count == nth
+
+    await follow(api, t["id"], final)
+    return (await api.get(f"/api/v1/sessions/{s['id']}/tasks/{t['id']}")).json
 
 
 async def answer(api: Api, task: dict, approve: bool = True, text: str | None = None) -> None:
@@ -122,7 +136,7 @@ async def test_a_fourth_identical_call_is_not_run_and_asks_for_guidance(api: Api
         '{"status":"error","message":"The tool execution failed","error":"Tool call repetition limit reached for '
         'list_files. Please try a different approach."}'
     )
-    assert user_texts(fake, 4)[-1] == "Tool repetition limit reached. User feedback: look in src instead"
+    assert user_texts(fake, 4)[-2] == "Tool repetition limit reached. User feedback: look in src instead"
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -174,7 +188,7 @@ async def test_turns_without_a_tool_get_roos_reminder_and_the_first_is_not_a_mis
     assert waiting["pending_ask"]["kind"] == "mistake_limit"
     # a (grace), a tool call (resets the grace), b (grace), c, d, e: three mistakes.
     assert len(fake.requests) == 6
-    assert user_texts(fake, 1)[-1] == NO_TOOLS_USED
+    assert user_texts(fake, 1)[-2] == NO_TOOLS_USED
     await answer(api, waiting)
     assert (await until(api, s, t))["status"] == "completed"
 
@@ -197,3 +211,58 @@ async def test_empty_responses_past_the_providers_retries_fail_the_task(api: Api
     assert done["status"] == "failed" and done["error"]["code"] == "empty_response"
     assert done["error"]["message"].startswith("Unexpected API Response: The language model did not provide")
     assert len(fake.requests) == 4
+
+
+# -- item 6: environment details on every user turn ------------------------------
+
+
+def details_of(text: str) -> str:
+    assert text.startswith("<environment_details>\n") and text.endswith("\n</environment_details>"), text
+    return text
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_every_user_turn_ends_with_environment_details(api: Api, fake: FakeOpenAI) -> None:
+    fake.script(
+        Turn(tool_calls=[call("update_todo_list", todos="[x] plan | scope\n[-] build\n[ ] ship")]),
+        Turn(text="thinking"),
+        DONE,
+        LIST,
+        DONE,
+    )
+    s = await api.session(provider="real", auto_approve={"read_only": True})
+    t = await api.task(s["id"], "plan it")
+    assert (await until(api, s, t))["status"] == "completed"
+
+    first = user_texts(fake, 0)[0]
+    assert first.startswith("<task>\nplan it\n</task>\n\n<environment_details>\n# Current Time\n")
+    assert "\n\n# Current Mode\n<slug>code</slug>\n" in first and "<model>fake-model</model>" in first
+    assert "# Current Workspace Directory (" in first
+    assert first.endswith(
+        "\nYou have not created a todo list yet. Create one with `update_todo_list` if your task is complicated "
+        "or involves multiple steps.\n</environment_details>"
+    )
+
+    # After the tool result: a block of its own, the todo list as Roo's REMINDERS, no listing.
+    after_tool = details_of(user_texts(fake, 1)[-1])
+    assert messages(fake, 1)[-2]["role"] == "tool"
+    assert "# Current Workspace Directory" not in after_tool
+    assert "Current time in ISO 8601 UTC format: " in after_tool and "\nUser time zone: " in after_tool
+    assert "\n\n# Current Cost\n$0.50\n\n" in after_tool and "# Current Cost\n$0.00" in first
+    assert (
+        "====\n\nREMINDERS\n\nBelow is your current list of reminders for this task. Keep them updated as you "
+        "progress.\n\n| # | Content | Status |\n|---|---------|--------|\n| 1 | plan \\| scope | Completed |\n"
+        "| 2 | build | In Progress |\n| 3 | ship | Pending |\n\n\nIMPORTANT: When task status changes, remember to "
+        "call the `update_todo_list` tool to update your progress.\n\n</environment_details>"
+    ) in after_tool
+    # After the no-tool reminder too.
+    texts = user_texts(fake, 2)
+    assert texts[-2].startswith("[ERROR] You did not use a tool") and details_of(texts[-1])
+
+    # A continued task's first turn lists the workspace again, as Roo's first request of a run does.
+    r = await api.post(f"/api/v1/sessions/{s['id']}/tasks/{t['id']}/messages", {"text": "and list"})
+    assert r.status == 202, r.body
+    assert (await ended(api, s, t, 2))["status"] == "completed", await ended(api, s, t, 2)
+    resumed = details_of(user_texts(fake, 3)[-1])
+    assert "# Current Workspace Directory (" in resumed
+    assert "# Current Workspace Directory" not in user_texts(fake, 4)[-1]

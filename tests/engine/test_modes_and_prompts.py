@@ -8,8 +8,9 @@ import json
 import pytest
 
 from roo_daemon.engine import context_window
+from roo_daemon.engine.environment import environment_details
 from roo_daemon.engine.modes import BUILT_IN, ModeError, available_modes, mode_from_config
-from roo_daemon.engine.prompts import custom_instructions, environment_details, system_prompt
+from roo_daemon.engine.prompts import custom_instructions, system_prompt
 
 
 def test_built_in_modes_and_their_tools():

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from roo_daemon.engine.environment import environment_details
 from roo_daemon.engine.modes import BUILT_IN
-from roo_daemon.engine.prompts import custom_instructions, environment_details
+from roo_daemon.engine.prompts import custom_instructions
 from roo_daemon.models import AUTO_APPROVE_DEFAULTS
 from tests.conftest import Api, make_config, wait_status
 from tests.engine.fakes import FakeProviderServer, Turn, call, fake_openai  # noqa: F401
@@ -77,8 +78,9 @@ def test_legacy_rule_files_are_confined_too(tmp_path: Path) -> None:
 
 
 def listing_section(details: str) -> str:
+    """The listing: after its header, before the reminders that end the block."""
     body = details.split(" Files\n", 1)[1]
-    return body.split("\n\n</environment_details>", 1)[0].split("\n\n# ", 1)[0]
+    return body.split("\nYou have not created a todo list yet.", 1)[0]
 
 
 @pytest.mark.gen_test(timeout=10)

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from roo_daemon.engine.environment import environment_details
 from roo_daemon.engine.modes import BUILT_IN
-from roo_daemon.engine.prompts import environment_details
 from roo_daemon.engine.tools import ripgrep
 from roo_daemon.models import AUTO_APPROVE_DEFAULTS
 from tests.conftest import Api, make_config, wait_status

@@ -79,6 +79,7 @@ async def test_continue_a_completed_task_with_its_whole_conversation(api: Api, f
         ("user", "user"),
         ("assistant", "model"),
         ("tool", "tool"),
+        ("user", "engine"),  # the environment details that end each user turn
         ("assistant", "model"),
     ]
     assert "write a.txt" in before["items"][0]["content"]
@@ -111,7 +112,8 @@ async def test_continue_a_completed_task_with_its_whole_conversation(api: Api, f
     statuses = [e["data"]["status"] for e in events if e["event"] == "task.status"]
     assert statuses == ["running", "completed", "queued", "running", "completed"]
     after = await messages(api, s["id"], t["id"], after=before["next_after"])
-    assert [m["role"] for m in after["items"]] == ["tool", "user", "assistant"]
+    assert [m["role"] for m in after["items"]] == ["tool", "user", "user", "assistant"]
+    assert after["items"][2]["content"].startswith("<environment_details>")
     assert after["items"][1]["source"] == "engine" and all(m["in_context"] for m in after["items"])
 
 
