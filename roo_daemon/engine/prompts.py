@@ -10,10 +10,10 @@ Everything here that reads files runs in a thread (the loop calls it through
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 
+from roo_daemon.engine.command_shell import SHELL
 from roo_daemon.engine.modes import Mode
 from roo_daemon.engine.rules import ROOIGNORE_INSTRUCTIONS, custom_instructions
 from roo_daemon.engine.tools.files import Target, list_text
@@ -34,7 +34,7 @@ def system_prompt(
 ) -> str:
     """``mcp``: the task has MCP servers' tools (Roo adds its line about MCP
     servers to CAPABILITIES when the mode has the mcp group and servers exist)."""
-    shell = os.environ.get("SHELL", "/bin/sh")
+    shell = SHELL  # the shell execute_command runs, not the daemon's $SHELL
     mode_lines = "\n".join(m.prompt_line() for m in modes.values())
     sections = [
         mode.role_definition,

@@ -117,9 +117,21 @@ def _resolve(path: Path, rel: str) -> Path:
     )
 
 
+def _below(path: str, roots: tuple[str, ...]) -> str | None:
+    """``path`` relative to the first of ``roots`` it starts with, textually
+    (its ``..`` kept, so the usual checks judge it as written), or None."""
+    for root in roots:
+        if path == root:
+            return "."
+        prefix = root.rstrip("/") + "/"
+        if path.startswith(prefix):
+            return path[len(prefix) :] or "."
+    return None
+
+
 def resolve_inside(workspace: str, rel: str) -> Path:
     r"""Resolve ``rel`` against ``workspace`` (symlinks followed) and refuse
-    anything that is absolute, climbs out with ``..``, resolves outside
+    anything that is absolute outside it, climbs out with ``..``, resolves outside
     through a symlink, or runs into a symlink loop. ``"."`` is the workspace
     itself; a name may use the ``\xNN`` rendering of :func:`shown`."""
     if not rel or "\x00" in rel:
@@ -128,12 +140,15 @@ def resolve_inside(workspace: str, rel: str) -> Path:
         os.fsencode(rel)
     except UnicodeEncodeError:  # a lone surrogate no file name can hold
         raise PathEscape(f"Invalid path {quoted(rel)}: not valid Unicode text.") from None
-    if os.path.isabs(rel) or rel.startswith("~"):
-        raise PathEscape(
-            f"Access denied: {quoted(rel)} is not relative to the workspace. "
-            "Use a path relative to the workspace root; absolute paths are refused."
-        )
     root = Path(workspace).resolve()
+    given = rel
+    if os.path.isabs(rel):
+        rel = _below(rel, (str(root), os.path.abspath(workspace)))  # as Roo: an absolute path inside is fine
+    if rel is None or rel.startswith("~"):
+        raise PathEscape(
+            f"Access denied: {quoted(given)} is not inside the workspace. "
+            "Use a path relative to the workspace root; absolute paths are refused outside it."
+        )
     target = _resolve(root / _on_disk(root, rel), rel)
     if target != root and root not in target.parents:
         raise PathEscape(f"Access denied: {quoted(rel)} resolves outside the workspace.")

@@ -266,3 +266,25 @@ async def test_every_user_turn_ends_with_environment_details(api: Api, fake: Fak
     resumed = details_of(user_texts(fake, 3)[-1])
     assert "# Current Workspace Directory (" in resumed
     assert "# Current Workspace Directory" not in user_texts(fake, 4)[-1]
+
+
+# -- item 10: execute_command ------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_commands_run_in_the_shell_the_prompt_names_and_take_an_absolute_cwd(api: Api, fake: FakeOpenAI) -> None:
+    shell = "/bin/bash" if os.access("/bin/bash", os.X_OK) else "/usr/bin/bash"
+    s = await api.session(provider="real", auto_approve={"execute": True, "allowed_commands": ["echo"]})
+    os.makedirs(os.path.join(s["workspace"], "sub"))
+    fake.script(
+        Turn(tool_calls=[call("execute_command", command='echo "shell=$0"', cwd=os.path.join(s["workspace"], "sub"))]),
+        Turn(tool_calls=[call("execute_command", command="echo hi", cwd="/etc")]),
+        DONE,
+    )
+    t = await api.task(s["id"], "which shell?")
+    assert (await until(api, s, t))["status"] == "completed"
+    assert f"Default Shell: {shell}\n" in messages(fake, 0)[0]["content"]
+    [ran] = tool_results(fake, 1)
+    assert f"within working directory '{os.path.realpath(s['workspace'])}/sub'" in ran and f"shell={shell}\n" in ran
+    refused = tool_results(fake, 2)[1]
+    assert "Access denied: '/etc' is not inside the workspace." in refused

@@ -1,7 +1,7 @@
 """``execute_command``: run a shell command in the workspace, streaming its
 output, with Roo-Code's result texts (src/core/tools/ExecuteCommandTool.ts).
 
-- The command runs under ``/bin/sh`` as an asyncio subprocess in a session
+- The command runs under bash (else ``/bin/sh``: ``command_shell``) as an asyncio subprocess in a session
   (and process group) of its own, with the workspace (or a ``cwd`` inside
   it) as working directory, no stdin, and an environment built only from the
   config's ``command_env_allow`` and ``command_env_set``: never the daemon's
@@ -37,6 +37,7 @@ from typing import Any
 from roo_daemon.engine.approval import command_decision
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.calls import current_call_id  # noqa: F401 (re-exported for tests)
+from roo_daemon.engine.command_shell import SHELL
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, SandboxUnavailable, default_sandbox
 from roo_daemon.engine.tools.base import Tool, ToolDenied, ToolError, ToolOutcome
 from roo_daemon.engine.tools.files import in_thread
@@ -326,7 +327,7 @@ async def run_command(ctx: TaskContext, command: str, workdir: Path, timeout: fl
     settings = ctx.settings
     capture = OutputCapture(int(settings.get("command_output_max_bytes", 65536)))
     out = OutputStream(ctx)
-    argv, contained = await _sandboxed(ctx, ["/bin/sh", "-c", command], workdir)
+    argv, contained = await _sandboxed(ctx, [SHELL, "-c", command], workdir)
     try:
         proc, protocol = await _spawn(argv, workdir, command_env(settings))
     except OSError as e:
@@ -414,8 +415,8 @@ COMMAND_TOOLS = [
         "system and provide a clear explanation of what the command does. For command chaining, use the "
         "appropriate chaining syntax for the user's shell. Prefer to execute complex CLI commands over creating "
         "executable scripts, as they are more flexible and easier to run. Prefer relative commands and paths that "
-        "avoid location sensitivity for terminal consistency. Commands run with /bin/sh in the workspace, without "
-        "input, and are ended when they exceed their timeout. They may run in a sandbox where only the "
+        f"avoid location sensitivity for terminal consistency. Commands run with {SHELL} in the workspace, "
+        "without input, and are ended when they exceed their timeout. They may run in a sandbox where only the "
         "workspace (writable) and the system directories (read-only) exist, /tmp is empty scratch space and the "
         "network may be off.",
         {

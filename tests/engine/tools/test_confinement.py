@@ -57,13 +57,18 @@ async def test_escapes_are_refused_by_every_tool(strict_ctx, outside, path, dire
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_absolute_paths_are_refused(strict_ctx, outside, workspace):
+async def test_absolute_paths_outside_are_refused_and_inside_accepted(strict_ctx, ctx, outside, workspace):
     for name, args in calls_on(str(outside / "secret.txt"), str(outside)):
         out = await strict_ctx.call(name, **args)
-        assert out.is_error and "absolute paths are refused" in out.content, (name, out.content)
-    inside_but_absolute = await strict_ctx.call("read_file", path=str(workspace / "x.txt"))
-    assert inside_but_absolute.is_error
+        assert out.is_error and "absolute paths are refused outside it" in out.content, (name, out.content)
+    # "/ws/../outside/secret.txt" starts with the workspace but climbs out: refused as before.
+    climbing = await strict_ctx.call("read_file", path=f"{workspace}/../{outside.name}/secret.txt")
+    assert climbing.is_error and "resolves outside the workspace" in climbing.content
     assert strict_ctx.asks == []
+    # As in Roo, an absolute path inside the workspace is the file it names.
+    (workspace / "x.txt").write_text("inside\n")
+    inside = await ctx.call("read_file", path=str(workspace / "x.txt"))
+    assert not inside.is_error and "1 | inside" in inside.content, inside.content
 
 
 @pytest.mark.gen_test(timeout=10)
