@@ -83,3 +83,38 @@ async def test_a_restart_mid_delivery_loses_nothing_and_repeats_nothing(tmp_path
         assert await second.await_exit(30) == 0
     finally:
         second.kill()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_killed_daemon_resumes_from_the_last_acknowledged_event(tmp_path: Path, receiver: Receiver) -> None:
+    """SIGKILL while the receiver fails: nothing is stored past the last 2xx,
+    so the next run delivers the rest, in order, none twice."""
+    first = daemon(tmp_path, "run0")
+    await first.astart()
+    try:
+        api = Api(first.base_url)
+        session = await api.session(webhooks=[hook(receiver)])
+        await receiver.wait_for(lambda r: len(r.acked) == 1)
+        receiver.status = 503
+        task = await api.task(session["id"], provider="instant")
+        await wait_status(api, session["id"], task["id"], {"completed"})
+        await receiver.wait_for(lambda r: len(r.received) >= 3)  # the next event, refused again and again
+        first.proc.kill()  # type: ignore[union-attr]
+        await first.await_exit(30)
+    finally:
+        first.kill()
+    refused = {d.frame["seq"] for d in receiver.received[1:]}
+    assert len(refused) == 1  # in order: nothing after the refused event was tried
+
+    receiver.status = 200
+    second = daemon(tmp_path, "run1")
+    await second.astart()
+    try:
+        api = Api(second.base_url)
+        events = await all_events(api, session["id"], task["id"])
+        await receiver.wait_for(lambda r: len(r.acked) == 1 + len(events))
+        assert [d.frame for d in receiver.acked[1:]] == events
+        second.send_signal(signal.SIGTERM)
+        assert await second.await_exit(30) == 0
+    finally:
+        second.kill()
