@@ -56,6 +56,7 @@ class Worker:
     last_attempt_at: float | None = None
     next_attempt_at: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: bool = False  # asleep on ``wake`` after a read found nothing new
     task: asyncio.Task | None = None
 
     def state(self, admin: bool) -> dict[str, Any]:
@@ -188,9 +189,17 @@ class WebhookDispatcher:
         self.resolver.close()
 
     def deliver(self, event: Event) -> None:
-        """The bus's subscriber call, after the event's commit: wake its session's workers."""
+        """The bus's subscriber call, after the event's commit: wake its
+        session's workers. A worker waiting with every earlier event of the
+        session read (it is asleep and nothing woke it since its last read)
+        passes an event it does not want here, without a store read: a
+        streamed delta costs a webhook that wants only ``task.completed``
+        nothing but this."""
         for w in self.workers.get(event.session_id or "", ()):
-            w.wake.set()
+            if w.waiting and not w.wake.is_set() and not w.hook.wants(event.name):
+                w.cursor = max(w.cursor, event.seq)  # stored with the next delivery, or at stop
+            else:
+                w.wake.set()
 
     # -- a worker ---------------------------------------------------------
 
@@ -211,7 +220,11 @@ class WebhookDispatcher:
         rows = await self.cursors.events(w.session_id, w.cursor, PAGE)
         if not rows:
             w.status = "idle"
-            await w.wake.wait()
+            w.waiting = True
+            try:
+                await w.wake.wait()
+            finally:
+                w.waiting = False
             return
         try:
             for seq, name, frame in rows:

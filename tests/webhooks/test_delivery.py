@@ -79,9 +79,25 @@ async def test_only_the_events_asked_for(api: Api, ctx: Any, receiver: Receiver)
     assert [d.frame["event"] for d in receiver.acked] == ["task.completed", "task.completed"]
     stored = await session_events(ctx, session["id"])
     items = await state(api, session["id"])
-    # The cursor passes the events not wanted too (stored ones: the task's end comes last).
-    assert items[0]["delivered"] == 2 and items[0]["cursor"] >= receiver.seqs()[-1]
-    assert receiver.seqs()[-1] == max(e["seq"] for e in stored if e["event"] == "task.completed")
+    assert items[0]["delivered"] == 2 and items[0]["cursor"] == receiver.seqs()[-1] == stored[-1]["seq"]
+    assert receiver.seqs() == [e["seq"] for e in stored if e["event"] == "task.completed"]
+
+    # Events not wanted pass the cursor while it waits, without waking it.
+    reads = 0
+    real_events = ctx.webhooks.cursors.events
+
+    async def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_events(*args)
+
+    ctx.webhooks.cursors.events = counted
+    await run_task(api, session["id"])
+    await receiver.wait_for(lambda r: len(r.acked) == 3)
+    stored = await session_events(ctx, session["id"])
+    (item,) = await state(api, session["id"])
+    assert item["cursor"] == stored[-1]["seq"] and item["delivered"] == 3
+    assert reads <= 3, reads  # woken for task.completed only (not once per event: there were many)
 
 
 @pytest.mark.gen_test(timeout=60)
