@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from roo_daemon.engine.modes import Mode
 from roo_daemon.engine.prompts import workspace_listing
+from roo_daemon.engine.tools.background import Terminal
 
 OPEN = "<environment_details>"
 CLOSE = "</environment_details>"
@@ -28,16 +28,6 @@ NO_TODOS = (
     "involves multiple steps."
 )
 STATUS = {"pending": "Pending", "in_progress": "In Progress", "completed": "Completed"}
-
-
-@dataclass(frozen=True, slots=True)
-class Terminal:
-    """A command still running in the background (Roo's active terminal)."""
-
-    id: str
-    cwd: str
-    command: str
-    output: str  # what it printed since the model last saw it
 
 
 def reminders(todos: Sequence[dict[str, str]]) -> str:
@@ -95,13 +85,20 @@ def environment_details(
 ) -> str:
     """The block, laid out as Roo lays it out (section order and spacing)."""
     details = ""
-    if terminals:
+    active = [t for t in terminals if t.active]
+    ended = [t for t in terminals if not t.active]
+    if active:
         details += "\n\n# Actively Running Terminals"
-        for t in terminals:
+        for t in active:
             details += f"\n## Terminal {t.id} (Active)\n### Working Directory: `{t.cwd}`\n"
             details += f"### Original command: `{t.command}`"
             if t.output:
                 details += f"\n### New Output\n{t.output}"
+    if ended:
+        details += "\n\n# Inactive Terminals with Completed Process Output"
+        for t in ended:
+            details += f"\n## Terminal {t.id} (Inactive)\n### Working Directory: `{t.cwd}`\n"
+            details += f"### New Output\nCommand: `{t.command}`\n{t.output}"
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     zone, offset = _zone()
     details += f"\n\n# Current Time\nCurrent time in ISO 8601 UTC format: {now}\nUser time zone: {zone}, UTC{offset}"

@@ -45,6 +45,7 @@ from roo_daemon.engine.providers.base import (
 from roo_daemon.engine.providers.retry import RetryPolicy
 from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated, tool_error
 from roo_daemon.engine.resume import interrupted_results, resumption, steering
+from roo_daemon.engine.tools import background
 from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event
 
 # Roo-Code's refusal of attempt_completion after a failed call in the same
@@ -104,6 +105,15 @@ class AgentLoop:
         self._rng = random.Random()  # backoff jitter before an empty response is retried
 
     async def run(self, ctx: TaskContext) -> str:
+        """Carry the task out; whatever it left running in the background
+        is killed when this returns, fails or is cancelled (its end, as Roo
+        disposes of a task's terminals)."""
+        try:
+            return await self._run(ctx)
+        finally:
+            await asyncio.shield(background.end_task(ctx.task.id))
+
+    async def _run(self, ctx: TaskContext) -> str:
         provider = self.providers.get(ctx.task.provider)
         if provider is None:
             raise TaskFailure("provider_unknown", f"no provider profile named {ctx.task.provider!r}")
@@ -134,6 +144,7 @@ class AgentLoop:
     async def _environment(self, ctx: TaskContext, provider: Provider, listing: bool) -> str:
         """Roo's environment details for the next user turn (off the loop: the
         listing walks the workspace)."""
+        terminals = background.report(ctx.task.id)  # on the loop: it takes their new output
         return await asyncio.to_thread(
             environment_details,
             self._mode(ctx),
@@ -142,6 +153,7 @@ class AgentLoop:
             model=provider.model,
             cost_usd=ctx.task.usage.get("cost_usd"),
             todos=ctx.task.todos,
+            terminals=terminals,
         )
 
     async def _first_message(self, ctx: TaskContext, provider: Provider, conv: Conversation) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import Api, make_config, wait_status
 from tests.engine.fakes import FakeOpenAI, Turn, call, fake_openai  # noqa: F401
+from tests.procs import running, unique_seconds
 from tests.tasks.helpers import follow
 
 FINAL = {"completed", "failed", "cancelled", "interrupted"}
@@ -288,3 +289,29 @@ async def test_commands_run_in_the_shell_the_prompt_names_and_take_an_absolute_c
     assert f"within working directory '{os.path.realpath(s['workspace'])}/sub'" in ran and f"shell={shell}\n" in ran
     refused = tool_results(fake, 2)[1]
     assert "Access denied: '/etc' is not inside the workspace." in refused
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_timeout_moves_the_command_to_the_background_until_the_task_ends(api: Api, fake: FakeOpenAI) -> None:
+    marker = unique_seconds(60)
+    command = f"echo server-up; sleep {marker}"
+    fake.script(
+        Turn(tool_calls=[call("execute_command", command=command, timeout=1)]),
+        Turn(tool_calls=[call("update_todo_list", todos="[-] serve")]),
+        DONE,
+    )
+    s, t = await start(api, auto_approve={"execute": True, "allowed_commands": ["echo", "sleep"]})
+    assert (await until(api, s, t))["status"] == "completed"
+    workspace = os.path.realpath(s["workspace"])
+    [result] = tool_results(fake, 1)
+    assert result == (
+        f"Command is still running in terminal  from '{workspace}'.\nHere's the output so far:\nserver-up\n\n\n"
+        "You will be updated on the terminal status and new output in the future."
+    )
+    details = user_texts(fake, 1)[-1]
+    assert (
+        "<environment_details>\n# Actively Running Terminals\n## Terminal 1 (Active)\n"
+        f"### Working Directory: `{workspace}`\n### Original command: `{command}`\n\n# Current Time\n"
+    ) in details
+    assert "# Actively Running Terminals\n## Terminal 1 (Active)" in user_texts(fake, 2)[-1]
+    assert running(marker) == []  # the task ended: its background command with it

@@ -15,7 +15,10 @@ output, with Roo-Code's result texts (src/core/tools/ExecuteCommandTool.ts).
 - The output kept for the model is capped at ``command_output_max_bytes``:
   the first fifth and the last four fifths, as Roo's truncateOutput keeps
   them, with a note of what was left out in between.
-- On timeout, on cancellation, and once the shell itself has exited, the
+- The model's ``timeout`` moves a command still running to the background
+  (:mod:`background`), as Roo's agent timeout; ``command_timeout_seconds``,
+  as Roo's user timeout, ends it.
+- On that limit, on cancellation, and once the shell itself has exited, the
   whole process group is ended (SIGTERM, then SIGKILL after
   ``KILL_GRACE_SECONDS``), so nothing the command started outlives it.
   Cancellation is re-raised once the group is gone.
@@ -39,6 +42,7 @@ from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.calls import current_call_id  # noqa: F401 (re-exported for tests)
 from roo_daemon.engine.command_shell import SHELL
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, SandboxUnavailable, default_sandbox
+from roo_daemon.engine.tools import background
 from roo_daemon.engine.tools.base import Tool, ToolDenied, ToolError, ToolOutcome
 from roo_daemon.engine.tools.files import in_thread
 from roo_daemon.engine.workspace import PathEscape, RooIgnore, relative_posix, resolve_inside
@@ -128,13 +132,6 @@ class OutputStream:
                 self.ctx.publish("tool.output", data)
                 parts.clear()
                 self.sizes[stream] = 0
-
-
-async def _pump(reader: asyncio.StreamReader, name: str, out: OutputStream, capture: OutputCapture) -> None:
-    while chunk := await reader.read(READ_CHUNK):
-        capture.add(chunk)
-        out.feed(name, chunk)
-    out.feed(name, b"", final=True)
 
 
 def _group_exists(pgid: int) -> bool:
@@ -305,10 +302,12 @@ def _entry_matcher(rooignore: RooIgnore) -> Callable[[str, bool], bool] | None:
     return lambda rel, is_dir: bool(spec.check_file(rel + "/" if is_dir else rel).include)
 
 
-def _timeout(ctx: TaskContext, args: dict[str, Any]) -> float:
+def _timeouts(ctx: TaskContext, args: dict[str, Any]) -> tuple[float, float | None]:
+    """The daemon's limit (it ends the command) and the model's ``timeout``
+    (it moves the command to the background), as Roo's user and agent timeouts."""
     limit = float(ctx.settings.get("command_timeout_seconds", 600))
     asked = args.get("timeout")
-    return min(limit, float(asked)) if asked else limit
+    return limit, (float(asked) if asked else None)
 
 
 def _exit_status(code: int) -> str:
@@ -322,60 +321,146 @@ def _exit_status(code: int) -> str:
     return f"{failed}Exit code: {code}"
 
 
-async def run_command(ctx: TaskContext, command: str, workdir: Path, timeout: float) -> tuple[int | None, str, bool]:
-    """Run ``command``; returns (exit code or None on timeout, output, timed out)."""
-    settings = ctx.settings
-    capture = OutputCapture(int(settings.get("command_output_max_bytes", 65536)))
-    out = OutputStream(ctx)
+class Running:
+    """A started command: its process group, the pumps reading its output
+    into the capture (and, once it runs in the background, into ``recent``:
+    what it printed since the model last saw it) and the ``tool.output`` events."""
+
+    def __init__(self, ctx: TaskContext, proc: asyncio.subprocess.Process, protocol: _Protocol, contained: bool):
+        max_bytes = int(ctx.settings.get("command_output_max_bytes", 65536))
+        self.proc, self.protocol, self.contained = proc, protocol, contained
+        self.capture = OutputCapture(max_bytes)
+        self.recent_bytes = max(1024, max_bytes // 4)  # per command, in each environment details
+        self.recent: OutputCapture | None = None
+        self.out = OutputStream(ctx)
+        assert proc.stdout is not None and proc.stderr is not None
+        self.pumps = [
+            asyncio.ensure_future(self._pump(proc.stdout, "stdout")),
+            asyncio.ensure_future(self._pump(proc.stderr, "stderr")),
+        ]
+
+    async def _pump(self, reader: asyncio.StreamReader, name: str) -> None:
+        while chunk := await reader.read(READ_CHUNK):
+            self.capture.add(chunk)
+            if self.recent is not None:
+                self.recent.add(chunk)
+            self.out.feed(name, chunk)
+        self.out.feed(name, b"", final=True)
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether the shell exited within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.protocol.exited), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def settle(self, exited: bool) -> None:
+        """The shell is gone (or out of time): end whatever it left in its
+        group, so a background child holding the pipes cannot keep us
+        waiting (a sandbox that exited took its PID namespace, and so
+        everything, along); then read what is left in the pipes."""
+        try:
+            if not exited or not self.contained:
+                await end_group(self.proc)
+            await asyncio.wait(self.pumps, timeout=DRAIN_SECONDS)
+        except BaseException:
+            await self.kill()
+            raise
+        self._close()
+
+    async def finish(self, timeout: float, limit: float) -> str:
+        """In the background: wait up to ``timeout`` more seconds, end it
+        then; Roo's exit-status line (or the timeout note)."""
+        exited = await self.wait(timeout)
+        await self.settle(exited)
+        if not exited:
+            return f"The command was terminated after exceeding a user-configured {limit:g}s timeout."
+        return _exit_status(self.proc.returncode if self.proc.returncode is not None else -signal.SIGKILL)
+
+    async def kill(self) -> None:
+        """Cancelled, failing or its task ended: the group must not outlive
+        it. If this cleanup is itself interrupted, SIGKILL at once."""
+        try:
+            await end_group(self.proc)
+        finally:
+            if self.proc.returncode is None or _group_exists(self.proc.pid):
+                _signal_group(self.proc.pid, signal.SIGKILL)
+            self._close()
+
+    def _close(self) -> None:
+        for pump in self.pumps:
+            pump.cancel()
+        self.out.flush()
+
+    def start_recent(self) -> None:
+        self.recent = OutputCapture(self.recent_bytes)
+
+    def take_recent(self) -> str:
+        """What it printed since the last call (Roo's unretrieved output)."""
+        text = self.recent.text() if self.recent is not None else ""
+        self.start_recent()
+        return text
+
+
+async def start_command(ctx: TaskContext, command: str, workdir: Path) -> Running:
     argv, contained = await _sandboxed(ctx, [SHELL, "-c", command], workdir)
     try:
-        proc, protocol = await _spawn(argv, workdir, command_env(settings))
+        proc, protocol = await _spawn(argv, workdir, command_env(ctx.settings))
     except OSError as e:
         raise ToolError(f"Error executing command: {e.strerror or e}") from None
-    assert proc.stdout is not None and proc.stderr is not None
-    pumps = [
-        asyncio.ensure_future(_pump(proc.stdout, "stdout", out, capture)),
-        asyncio.ensure_future(_pump(proc.stderr, "stderr", out, capture)),
-    ]
-    timed_out = False
+    return Running(ctx, proc, protocol, contained)
+
+
+async def run_command(ctx: TaskContext, command: str, workdir: Path, timeout: float) -> tuple[int | None, str, bool]:
+    """Run ``command`` in the foreground; returns (exit code or None on
+    timeout, output, timed out)."""
+    running = await start_command(ctx, command, workdir)
     try:
-        try:
-            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout)
-        except TimeoutError:
-            timed_out = True
-        # The shell is gone (or out of time): end whatever it left in its group,
-        # so a background child holding the pipes cannot keep us waiting. A
-        # sandbox that exited took its PID namespace, and so everything, along.
-        if timed_out or not contained:
-            await end_group(proc)
-        await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
+        exited = await running.wait(timeout)
     except BaseException:
-        # Cancelled (or failing): the group must not outlive the call. If this
-        # cleanup is itself interrupted, SIGKILL at once.
-        try:
-            await end_group(proc)
-        finally:
-            if proc.returncode is None or _group_exists(proc.pid):
-                _signal_group(proc.pid, signal.SIGKILL)
+        await running.kill()
         raise
-    finally:
-        for pump in pumps:
-            pump.cancel()
-        out.flush()
-    return (None if timed_out else proc.returncode), capture.text(), timed_out
+    await running.settle(exited)
+    return (running.proc.returncode if exited else None), running.capture.text(), not exited
+
+
+def still_running(workdir: str, output: str) -> str:
+    """Roo's result for a command moved to the background (its words and spacing)."""
+    return "\n".join(
+        [
+            f"Command is still running in terminal  from '{workdir}'.",
+            f"Here's the output so far:\n{output}\n" if output else "\n",
+            "You will be updated on the terminal status and new output in the future.",
+        ]
+    )
 
 
 async def _execute_command(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
+    """Roo's two timeouts: the model's ``timeout`` moves a command still
+    running to the background (it keeps running, listed in the environment
+    details, killed when the task ends); the daemon's limit ends it."""
     command = args["command"]
     workdir, _ = await _prepare(ctx, args)
-    timeout = _timeout(ctx, args)
-    code, output, timed_out = await run_command(ctx, command, workdir, timeout)
-    if timed_out:
+    limit, agent = _timeouts(ctx, args)
+    running = await start_command(ctx, command, workdir)
+    try:
+        exited = await running.wait(min(agent, limit) if agent else limit)
+        if not exited and agent is not None and agent < limit:
+            background.add(ctx.task.id, command, workdir.as_posix(), running, limit - agent, limit)
+            return ToolOutcome(still_running(workdir.as_posix(), running.capture.text()))
+    except BaseException:
+        await running.kill()
+        raise
+    await running.settle(exited)
+    output = running.capture.text()
+    if not exited:
         text = (
-            f"The command was terminated after exceeding a user-configured {timeout:g}s timeout. "
+            f"The command was terminated after exceeding a user-configured {limit:g}s timeout. "
             "Do not try to re-run the command."
         )
         return ToolOutcome(f"{text}\nOutput so far:\n{output}" if output else text, is_error=True)
+    code = running.proc.returncode
     assert code is not None
     return ToolOutcome(
         f"Command executed in terminal within working directory '{workdir.as_posix()}'. "
@@ -416,7 +501,9 @@ COMMAND_TOOLS = [
         "appropriate chaining syntax for the user's shell. Prefer to execute complex CLI commands over creating "
         "executable scripts, as they are more flexible and easier to run. Prefer relative commands and paths that "
         f"avoid location sensitivity for terminal consistency. Commands run with {SHELL} in the workspace, "
-        "without input, and are ended when they exceed their timeout. They may run in a sandbox where only the "
+        "without input. A command still running after its 'timeout' keeps running in the background and you "
+        "receive the output so far; its new output appears in the environment details. The daemon's own limit "
+        "ends any command that runs too long. They may run in a sandbox where only the "
         "workspace (writable) and the system directories (read-only) exist, /tmp is empty scratch space and the "
         "network may be off.",
         {
@@ -425,13 +512,15 @@ COMMAND_TOOLS = [
                 "command": {"type": "string", "minLength": 1, "description": "Shell command to execute"},
                 "cwd": {
                     "type": ["string", "null"],
-                    "description": "Optional working directory for the command, relative to the workspace",
+                    "description": "Optional working directory for the command, relative or absolute (inside the "
+                    "workspace)",
                 },
                 "timeout": {
                     "type": ["number", "null"],
                     "exclusiveMinimum": 0,
-                    "description": "Optional timeout in seconds (capped by the daemon's limit); the command is "
-                    "killed when it runs longer",
+                    "description": "Timeout in seconds. When exceeded, the command continues running in the "
+                    "background and output collected so far is returned. Use this for long-running processes like "
+                    "dev servers, file watchers, or any command that may not exit on its own",
                 },
             },
             "required": ["command"],

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from roo_daemon.engine.sandbox import default_sandbox
+from roo_daemon.engine.tools import background
 from roo_daemon.engine.tools.command import OutputCapture, current_call_id, run_command
 from tests.engine.tools.conftest import FakeContext
 from tests.needs import missing
@@ -131,11 +132,12 @@ async def test_cwd_inside_the_workspace(ctx, workspace):
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_timeout_kills_the_whole_process_group(ctx, workspace):
+async def test_the_daemons_limit_kills_the_whole_process_group(ctx, workspace):
     ctx.approve_next(True)
+    ctx.settings["command_timeout_seconds"] = 1
     command, marker = family()
     started = time.monotonic()
-    out = await ctx.call("execute_command", command=command, timeout=1)
+    out = await ctx.call("execute_command", command=command, timeout=5)  # past the limit: not a background move
     assert time.monotonic() - started < 10
     assert out.is_error
     assert out.content.startswith(
@@ -143,6 +145,37 @@ async def test_timeout_kills_the_whole_process_group(ctx, workspace):
     )
     assert "parent-ready" in out.content and "child-ready" in out.content
     assert running(marker) == []
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_the_models_timeout_moves_the_command_to_the_background(ctx, workspace):
+    """Roo's agent timeout: the command keeps running, the model gets the
+    output so far; the task's end kills the whole group."""
+    command, marker = family()
+    out = await ctx.call("execute_command", command=command, timeout=1)
+    assert not out.is_error, out.content
+    assert out.content.startswith(f"Command is still running in terminal  from '{workspace.resolve()}'.\n")
+    assert "Here's the output so far:\n" in out.content and "parent-ready" in out.content
+    assert out.content.endswith("\nYou will be updated on the terminal status and new output in the future.")
+    assert len(running(marker)) >= 2 and background.running(ctx.task.id) == 1
+    [terminal] = background.report(ctx.task.id)
+    assert terminal.active and terminal.id == "1" and terminal.command == command
+    await background.end_task(ctx.task.id)
+    assert running(marker) == [] and background.report(ctx.task.id) == []
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_background_command_that_ends_is_reported_once(ctx, workspace):
+    out = await ctx.call("execute_command", command="echo one; sleep 1.5; echo two; exit 3", timeout=0.5)
+    assert "still running" in out.content and "one" in out.content
+    while background.running(ctx.task.id):
+        await asyncio.sleep(0.1)
+    [ended] = background.report(ctx.task.id)
+    assert not ended.active
+    assert ended.output == (
+        "two\nCommand execution was not successful, inspect the cause and adjust as needed.\nExit code: 3"
+    )
+    assert background.report(ctx.task.id) == []
 
 
 @pytest.mark.gen_test(timeout=20)
