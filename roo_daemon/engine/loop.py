@@ -44,6 +44,7 @@ from roo_daemon.engine.providers.base import (
 )
 from roo_daemon.engine.providers.retry import RetryPolicy
 from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated, tool_error
+from roo_daemon.engine.responses import too_many_mistakes
 from roo_daemon.engine.resume import interrupted_results, resumption, steering
 from roo_daemon.engine.tools import background
 from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event
@@ -285,7 +286,7 @@ class AgentLoop:
             guidance = await self._mistake_limit(ctx, state["mistakes"])
             state["mistakes"] = 0
             if guidance:
-                message = {"role": "user", "content": f"<user_message>\n{guidance}\n</user_message>", "source": "user"}
+                message = {"role": "user", "content": too_many_mistakes(guidance), "source": "user"}
                 ctx.record([conv.add(message)], state=True)
         max_requests, max_cost = state["max_requests"], state["max_cost_usd"]
         if max_requests is not None and state["requests"] >= max_requests:

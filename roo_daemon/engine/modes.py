@@ -83,12 +83,13 @@ class Mode:
             "custom_instructions": self.custom_instructions,
         }
 
-    def edit_refusal(self, path: str) -> str | None:
+    def edit_refusal(self, path: str, tool: str | None = None) -> str | None:
         """Roo's FileRestrictionError text when this mode may not edit ``path``."""
         if self.file_regex is None or re.search(self.file_regex, path):
             return None
         what = f" ({self.file_regex_description})" if self.file_regex_description else ""
-        return f"This mode ({self.name}) can only edit files matching pattern: {self.file_regex}{what}. Got: {path}"
+        who = f"Tool '{tool}' in mode '{self.name}'" if tool else f"This mode ({self.name})"
+        return f"{who} can only edit files matching pattern: {self.file_regex}{what}. Got: {path}"
 
 
 # Roo's groups for each built-in mode (DEFAULT_MODES), in its order, which

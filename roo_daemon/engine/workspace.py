@@ -30,6 +30,8 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
+from roo_daemon.engine.responses import roo_ignore_error
+
 # Roo-Code's DIRS_TO_IGNORE (src/services/glob/constants.ts): list_files neither
 # shows nor enters these. Roo's ".*" entry (hidden directories are shown but
 # not entered) is the ``hidden`` rule of :class:`WalkRules`.
@@ -51,12 +53,6 @@ DIRS_TO_IGNORE = frozenset(
     }
 )
 NESTED_DIRS_TO_IGNORE = ("target/dependency", "build/dependencies")
-
-# Roo's formatResponse.rooIgnoreError (the text form).
-ROOIGNORE_ERROR = (
-    "Access to {path} is blocked by the .rooignore file settings. You must try to continue in the task "
-    "without using this file, or ask the user to update the .rooignore file."
-)
 
 
 class PathEscape(Exception):
@@ -210,7 +206,7 @@ class RooIgnore:
         return bool(self.spec.check_file(rel + "/" if is_dir else rel).include)
 
     def error(self, rel: str) -> str:
-        return ROOIGNORE_ERROR.format(path=rel)
+        return roo_ignore_error(rel)  # Roo's formatResponse.rooIgnoreError
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ limits, rejection skipping, and context-window truncation."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -149,7 +150,9 @@ async def test_architect_mode_may_only_edit_markdown(api: Api) -> None:
     done = await settle(api, s["id"], t["id"])
     assert done["status"] == "completed"
     results = _results(await all_events(api, s["id"], t["id"]))
-    assert results[0]["is_error"] and "can only edit files matching pattern: \\.md$" in results[0]["content"]
+    error = json.loads(results[0]["content"])["error"]
+    assert results[0]["is_error"] and error.startswith("Tool 'write_to_file' in mode '🏗️ Architect' can only edit")
+    assert "can only edit files matching pattern: \\.md$" in error
     assert not results[1]["is_error"]
     workspace = s["workspace"]
     assert not os.path.exists(f"{workspace}/main.py") and os.path.exists(f"{workspace}/PLAN.md")
@@ -160,7 +163,7 @@ async def test_ask_mode_has_no_edit_tools(api: Api) -> None:
     s, t = await _run(api, "ask-write", mode="ask", auto_approve={"write": True})
     await settle(api, s["id"], t["id"])
     results = _results(await all_events(api, s["id"], t["id"]))
-    assert results[0]["content"] == 'Tool "write_to_file" is not allowed in ask mode.'
+    assert json.loads(results[0]["content"])["error"] == 'Tool "write_to_file" is not allowed in ask mode.'
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -197,7 +200,7 @@ async def test_subtask_round_trip_with_a_single_slot(api: Api) -> None:
     events = await all_events(api, s["id"], t["id"])
     asks = [e["data"] for e in events if e["event"] == "ask"]
     assert asks[-1]["kind"] == "subtask" and asks[-1]["task_id"] == child_id
-    assert "Subtask completed with result:\nchild wrote child.txt" in _results(events)[0]["content"]
+    assert f"Subtask {child_id} completed.\n\nResult:\nchild wrote child.txt" == _results(events)[0]["content"]
     with open(f"{s['workspace']}/child.txt") as f:
         assert f.read() == "from the child\n"
 

@@ -207,3 +207,67 @@ async def test_completion_after_a_failed_edit_in_the_same_message_is_refused(
     failure, refusal = tool_results(fake.requests[1])[-2:]
     assert "No match found" in failure
     assert refusal == COMPLETION_REFUSED
+
+
+# -- result texts as Roo's formatResponse -------------------------------------
+
+
+def result_blocks(request: ReceivedRequest) -> list[dict[str, Any]]:
+    """Anthropic ``tool_result`` blocks of a request (they carry ``is_error``)."""
+    return [
+        block
+        for message in request.body["messages"]
+        if message.get("role") == "user" and isinstance(message.get("content"), list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_result_texts_are_roos(api: Api, fake: FakeProviderServer) -> None:
+    fake.script(
+        Turn(tool_calls=[call("write_to_file", path="a.txt", content="a\n")]),  # denied
+        Turn(tool_calls=[call("write_to_file", path="b.txt", content="b\n")]),  # denied with feedback
+        Turn(tool_calls=[call("write_to_file", path="c.txt")]),  # missing parameter
+        Turn(tool_calls=[call("read_file", path="logo.bmp")]),  # binary: a normal result
+        Turn(tool_calls=[call("ask_followup_question", question="Which?", follow_up=[{"text": "x", "mode": None}])]),
+        DONE,
+    )
+    s = await api.session(provider="real", auto_approve={"read_only": True})
+    with open(os.path.join(s["workspace"], "logo.bmp"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))
+    t = await api.task(s["id"], "do the work")
+    await answer(api, await nth_wait(api, s, t, 1), approve=False)
+    await answer(api, await nth_wait(api, s, t, 2), approve=False, text="not b, use c")
+    await answer(api, await nth_wait(api, s, t, 3), text="gamma")
+    assert (await until(api, s, t))["status"] == "completed"
+    texts = tool_results(fake.requests[5])
+    assert texts[0] == '{"status":"denied","message":"The user denied this operation."}'
+    assert texts[1] == '{"status":"denied","feedback":"not b, use c"}'
+    assert texts[2].startswith("Missing value for required parameter 'content'. Please retry with complete response.")
+    assert texts[3] == "File: logo.bmp\nBinary file (bmp) - content not displayed"
+    assert texts[4] == "<user_message>\ngamma\n</user_message>"
+    if fake.kind == "anthropic":
+        assert not result_blocks(fake.requests[5])[3].get("is_error")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_mode_restriction_and_subtask_results_are_roos(api: Api, fake: FakeProviderServer) -> None:
+    fake.script(
+        Turn(tool_calls=[call("write_to_file", path="main.py", content="print()\n")]),  # architect: .md only
+        Turn(tool_calls=[call("new_task", mode="code", message="write sub.txt")]),
+        Turn(tool_calls=[call("attempt_completion", result="sub done")]),  # the child
+        DONE,
+    )
+    s, t = await start(api, mode="architect", auto_approve={"write": True, "subtasks": True})
+    done = await until(api, s, t)
+    assert done["status"] == "completed", done
+    child = done["child_task_ids"][0]
+    restriction, subtask = tool_results(fake.requests[3])
+    assert json.loads(restriction) == {
+        "status": "error",
+        "message": "The tool execution failed",
+        "error": "Tool 'write_to_file' in mode '🏗️ Architect' can only edit files matching pattern: \\.md$ "
+        "(Markdown files only). Got: main.py",
+    }
+    assert subtask == f"Subtask {child} completed.\n\nResult:\nsub done"

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import WsClient, wait_status
 from tests.tasks.helpers import all_events, follow, named, settle, status_is, task_path
 
-FEEDBACK = "The user denied this operation and provided the following feedback"
+FEEDBACK = '{"status":"denied","feedback":'
 
 
 async def answer(api, session_id: str, task_id: str, ask_id: str, approve: bool, text: str | None = None):
@@ -79,8 +79,7 @@ async def test_rejection_with_feedback_reaches_the_model_and_the_script_goes_on(
     events = await all_events(api, session["id"], task["id"])
     result = next(e for e in events if e["event"] == "tool.result")["data"]
     assert result["is_error"] is True and result["tool"] == "write_to_file"
-    assert result["content"].startswith(FEEDBACK)
-    assert "<feedback>\nUse goodbye.txt instead\n</feedback>" in result["content"]
+    assert result["content"] == FEEDBACK + '"Use goodbye.txt instead"}'
     answered = next(e for e in events if e["event"] == "ask.answered")["data"]
     assert answered["approve"] is False and answered["text"] == "Use goodbye.txt instead"
     # The second turn ran: a second assistant message, then completion.
@@ -99,7 +98,7 @@ async def test_rejection_without_text_is_a_plain_denial(api):
     await settle(api, session["id"], task["id"], "completed")
     events = await all_events(api, session["id"], task["id"])
     result = next(e for e in events if e["event"] == "tool.result")["data"]
-    assert result["content"] == "The user denied this operation."
+    assert result["content"] == '{"status":"denied","message":"The user denied this operation."}'
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -123,7 +122,7 @@ async def test_followup_question_is_answered_with_text(api):
     assert asked["id"] == ask["id"] and asked["question"] == "Which language?"
     result = next(e for e in events if e["event"] == "tool.result")["data"]
     assert result["tool"] == "ask_followup_question"
-    assert result["content"] == "<answer>\nPython\n</answer>"
+    assert result["content"] == "<user_message>\nPython\n</user_message>"
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -66,7 +66,7 @@ async def test_a_followup_ask_expires_to_its_first_suggestion(api: Api) -> None:
     ]
     assert done["result"] == "answered"
     tool = [m for m in (await api.get(task_path(s["id"], t["id"], "/messages"))).json["items"] if m["role"] == "tool"]
-    assert tool[0]["content"] == "<answer>\nPython\n</answer>"
+    assert tool[0]["content"] == "<user_message>\nPython\n</user_message>"
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -269,7 +269,7 @@ async def test_respond_with_a_stale_ask_id_is_an_error_and_changes_nothing(api, 
     frames = await ws.recv_until(final(task["id"]))
     assert {"event": "responded", "id": "good", "data": {"task_id": task["id"], "ask_id": ask["id"]}} in frames
     result = next(f for f in frames if is_event(f) and f["event"] == "tool.result")
-    assert result["data"]["content"] == "<answer>\nGo\n</answer>"
+    assert result["data"]["content"] == "<user_message>\nGo\n</user_message>"
 
 
 @pytest.mark.gen_test(timeout=20)

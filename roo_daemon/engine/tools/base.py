@@ -11,12 +11,7 @@ import jsonschema
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.calls import current_call_id
 from roo_daemon.engine.providers.base import ToolCall
-
-# Roo-Code's wording (formatResponse.toolDenied / toolDeniedWithFeedback).
-DENIED = "The user denied this operation."
-DENIED_WITH_FEEDBACK = (
-    "The user denied this operation and provided the following feedback:\n<feedback>\n{}\n</feedback>"
-)
+from roo_daemon.engine.responses import missing_parameter, tool_denied, tool_denied_with_feedback, tool_error
 
 
 @dataclass
@@ -67,6 +62,10 @@ class Tool:
         error = jsonschema.exceptions.best_match(self._validator.iter_errors(args))
         if error is None:
             return None
+        if error.validator == "required" and not error.absolute_path and isinstance(error.instance, dict):
+            missing = [name for name in error.validator_value if name not in error.instance]
+            if missing:  # Roo's missingToolParameterError
+                return missing_parameter(missing[0])
         where = "/".join(map(str, error.absolute_path))
         return f"{where + ': ' if where else ''}{error.message}"
 
@@ -154,13 +153,14 @@ class ToolRegistry:
 
     async def _execute(self, ctx: TaskContext, call: ToolCall, mode: Any) -> ToolOutcome:
         tool, dynamic = await self.find(ctx, call.name)
-        if tool is None:
-            return ToolOutcome(
-                f"Unknown tool {call.name!r}. Available tools: {', '.join(self.tools)}.", is_error=True, mistake=True
-            )
+        if tool is None:  # Roo's validateToolUse wording, as a toolError
+            known = ", ".join(self.tools)
+            text = f'Unknown tool "{call.name}". This tool does not exist. Please use one of the available tools: '
+            text += f"{known}."
+            return ToolOutcome(tool_error(text), is_error=True, mistake=True)
         if mode is not None and not (mode.allows_group(tool.group) if dynamic else mode.allows(tool.name)):
-            # Roo's wording (validateToolUse).
-            return ToolOutcome(f'Tool "{tool.name}" is not allowed in {mode.slug} mode.', is_error=True, mistake=True)
+            text = f'Tool "{tool.name}" is not allowed in {mode.slug} mode.'
+            return ToolOutcome(tool_error(text), is_error=True, mistake=True)
         if "__invalid_json__" in call.args:  # the provider could not parse the model's arguments
             raw = str(call.args["__invalid_json__"])[:200]
             return ToolOutcome(
@@ -170,12 +170,13 @@ class ToolRegistry:
             )
         problem = tool.check(call.args)
         if problem:
-            return ToolOutcome(f"Invalid arguments for {call.name}: {problem}", is_error=True, mistake=True)
+            text = problem if problem.startswith("Missing value") else f"Invalid arguments for {call.name}: {problem}"
+            return ToolOutcome(text, is_error=True, mistake=True)
         target = call.args.get("path", call.args.get("file_path"))  # search_replace says file_path
         if mode is not None and tool.group == "edit" and isinstance(target, str):
-            refusal = mode.edit_refusal(target)
-            if refusal:
-                return ToolOutcome(refusal, is_error=True, mistake=True)
+            refusal = mode.edit_refusal(target, tool.name)
+            if refusal:  # Roo's FileRestrictionError, thrown by validateToolUse
+                return ToolOutcome(tool_error(refusal), is_error=True, mistake=True)
         try:
             if tool.approval is not None:
                 ask = await tool.approval(ctx, call.args)
@@ -183,7 +184,7 @@ class ToolRegistry:
                     payload = {"tool": call.name, "args": call.args, **ask}  # an ask may name the tool its own way
                     answer = await ctx.ask(payload.pop("kind", "tool"), **payload)
                     if not answer.approve:
-                        text = DENIED_WITH_FEEDBACK.format(answer.text) if answer.text else DENIED
+                        text = tool_denied_with_feedback(answer.text) if answer.text else tool_denied()
                         return ToolOutcome(text, is_error=True, denied=True)
             outcome = await tool.run(ctx, call.args)
         except ToolDenied as e:

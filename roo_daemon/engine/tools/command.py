@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import json
 import os
 import signal
 import time
@@ -41,6 +40,7 @@ from roo_daemon.engine.approval import command_decision
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.calls import current_call_id  # noqa: F401 (re-exported for tests)
 from roo_daemon.engine.command_shell import SHELL
+from roo_daemon.engine.responses import policy_denied
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, SandboxUnavailable, default_sandbox
 from roo_daemon.engine.tools import background
 from roo_daemon.engine.tools.base import Tool, ToolDenied, ToolError, ToolOutcome
@@ -478,12 +478,9 @@ async def _approve_command(ctx: TaskContext, args: dict[str, Any]) -> dict[str, 
         # Roo's toolDenied shape; the message names the rule, so the model
         # does not retry the command in another spelling.
         raise ToolDenied(
-            json.dumps(
-                {
-                    "status": "denied",
-                    "message": f"Command denied by the auto-approval policy: {decision.reason}. It was not run "
-                    "and will not be; do not retry it. Find another way to continue, or ask the user.",
-                }
+            policy_denied(
+                f"Command denied by the auto-approval policy: {decision.reason}. It was not run and will not be; "
+                "do not retry it. Find another way to continue, or ask the user."
             )
         )
     if decision.verdict == "allow":

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from roo_daemon.engine.base import TaskContext
+from roo_daemon.engine.responses import subtask_result, user_message
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
 
 _CHECKLIST_LINE = re.compile(r"^\s*(?:[-*]\s*)?\[( |x|X|-|~)\]\s*(.+?)\s*$")
@@ -19,9 +20,7 @@ async def _attempt_completion(ctx: TaskContext, args: dict[str, Any]) -> ToolOut
 async def _ask_followup(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     suggestions = [s if isinstance(s, str) else s.get("text", "") for s in args.get("follow_up") or []]
     answer = await ctx.ask("followup", question=args["question"], suggestions=suggestions)
-    return ToolOutcome(
-        f"<answer>\n{answer.text or ''}\n</answer>", images=answer.images
-    )  # Roo's toolResult(text, images)
+    return ToolOutcome(user_message(answer.text), images=answer.images)  # Roo's toolResult(text, images)
 
 
 def parse_todos(markdown: str) -> list[dict[str, str]]:
@@ -60,7 +59,8 @@ async def _new_task(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     if not answer.approve:
         raise ToolError(f"Subtask did not complete: {answer.text or 'no result'}")
     # Roo resumes the parent with the child's result as the tool's answer.
-    return ToolOutcome(f"Subtask completed with result:\n{answer.text or ''}")
+    child = ctx.task.child_task_ids[-1] if ctx.task.child_task_ids else "?"
+    return ToolOutcome(subtask_result(child, answer.text))
 
 
 async def _approve_subtask(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any] | None:

@@ -360,7 +360,7 @@ def _read_text(path: Path, rel: str, args: dict[str, Any], max_bytes: int) -> tu
         head = f.read(BINARY_SNIFF_BYTES)
     if looks_binary(head):
         fmt = path.suffix[1:].lower() or "bin"
-        return f"Binary file ({fmt}) - content not displayed", True
+        return f"Binary file ({fmt}) - content not displayed", False  # a result, not an error (Roo)
     if args.get("mode") == "indentation":
         return _read_indentation_mode(path, args, max_bytes)
     offset = args.get("offset", 1)
