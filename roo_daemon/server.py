@@ -21,6 +21,7 @@ import logging
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from tornado.ioloop import PeriodicCallback
@@ -36,6 +37,7 @@ from roo_daemon.logs import set_level
 from roo_daemon.looplag import LoopLagMonitor
 from roo_daemon.sdnotify import Notifier
 from roo_daemon.sockets import SocketActivationError, check_exposure, describe, listen_fds, tcp_port
+from roo_daemon.store.lock import holder_of
 
 log = logging.getLogger("roo_daemon.server")
 
@@ -118,7 +120,15 @@ class Daemon:
         else:
             # Bound before the store is opened: a taken port fails the start
             # having touched nothing (no data dir made, no task recovered).
-            self._sockets = listen_on(server_cfg["host"], server_cfg["port"])
+            try:
+                self._sockets = listen_on(server_cfg["host"], server_cfg["port"])
+            except StartupError:
+                # The same config started twice: the port is the live daemon's,
+                # and naming it (pid and data dir) says more than "in use".
+                live = holder_of(Path(self.cfg["store"]["data_dir"]).expanduser().resolve())
+                if live is not None:
+                    raise StartupError(str(live)) from None
+                raise
         try:
             self.ctx = ctx = await open_context(self.cfg)
         except BaseException:

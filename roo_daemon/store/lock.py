@@ -65,6 +65,26 @@ class DataDirLock:
             self._fd = None
 
 
+def holder_of(data_dir: Path) -> DataDirLocked | None:
+    """Whether a live process holds ``data_dir``'s lock (without creating
+    anything): lets a start that failed for another reason, such as a taken
+    port, say the more useful thing when that port is the live daemon's."""
+    try:
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: no daemon ever ran here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            holder = _read_pid(fd)
+            return DataDirLocked(data_dir, f"pid {holder}" if holder else "pid unknown")
+        return None
+    finally:
+        os.close(fd)  # also drops the lock if we just took it
+    return None
+
+
 def _read_pid(fd: int) -> str:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
