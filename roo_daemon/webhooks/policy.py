@@ -80,7 +80,7 @@ class GuardedResolver(Resolver):
     ) -> list[tuple[int, Any]]:
         try:
             found = await self.inner.resolve(host, port, family)
-        except OSError as e:
+        except (OSError, UnicodeError) as e:  # UnicodeError: a name IDNA cannot encode (a..b)
             raise OSError(f"cannot resolve {host}: {e}") from None
         allowed = self.policy.allowed(host, found)
         if not allowed:

@@ -155,6 +155,10 @@ async def receiver_pause() -> None:
         ("http://[::ffff:10.0.0.1]/hook", "not in webhooks.allowed_hosts"),
         ("http://0.0.0.0:9/hook", "not in webhooks.allowed_hosts"),
         ("http://no-such-host.invalid/hook", "cannot resolve"),
+        # Names IDNA cannot encode (an empty label, one over 63 characters):
+        # getaddrinfo raised UnicodeError, a 500 (found by the fuzz test).
+        ("http://a..b/hook", "cannot resolve"),
+        ("http://" + "a" * 70 + ".example/hook", "cannot resolve"),
         ("ftp://127.0.0.1/hook", "does not match"),
         ("http://user:pw@127.0.0.1/hook", "must not hold credentials"),
     ],
