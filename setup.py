@@ -46,7 +46,18 @@ setup(
         "mcp>=2.3,<3",
     ],
     extras_require={
+        # store.backend: postgresql (several daemons on one database). psycopg 3
+        # rather than asyncpg: the store's write functions are blocking callables
+        # composed into one transaction on the writer thread, which psycopg runs
+        # unchanged (asyncpg is async only); bench/pg_drivers.py measured both
+        # (asyncpg 1.4-1.7x faster at batched inserts, psycopg 2x faster at the
+        # replay's page reads). The binary wheel bundles libpq; psycopg-pool,
+        # from the same project, pools the read connections.
+        "postgresql": ["psycopg[binary]>=3.2,<4", "psycopg-pool>=3.2,<4"],
         "test": [
+            # the store tests run on PostgreSQL too (tests/pgserver.py)
+            "psycopg[binary]>=3.2,<4",
+            "psycopg-pool>=3.2,<4",
             "pytest>=8",
             "pytest-tornado==0.8.1",
             # pytest-tornado 0.8.1 imports pkg_resources, which setuptools 81 removed.

@@ -61,7 +61,7 @@ def _config(args: argparse.Namespace) -> dict:
     }
     cfg = load_config(args.config, overrides=overrides)
     data_dir = prepare_data_dir(cfg)
-    if args.command == "serve":
+    if args.command == "serve" and cfg["store"]["backend"] == "sqlite":
         from roo_daemon.context import DB_FILE
         from roo_daemon.store.schema import StoreVersionError, check_data_dir
 

@@ -23,7 +23,8 @@ from roo_daemon.ratelimit import RateLimiter
 from roo_daemon.sessions.manager import SessionManager
 from roo_daemon.spec import Spec
 from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStore, TaskStore
-from roo_daemon.store.database import DB_FILE, storage_error
+from roo_daemon.store.backends import StoreConfigError, claim, event_store, make_database
+from roo_daemon.store.database import DB_FILE, storage_error  # noqa: F401 (DB_FILE: the cli and tests import it from here)
 from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
 from roo_daemon.tasks.recovery import recover
@@ -116,11 +117,15 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
         raise StartupError(str(e)) from None
     try:
         ctx = await _build_context(cfg, spec, data_dir)
+    except StoreConfigError as e:
+        lock.release()
+        raise StartupError(str(e)) from None
     except BaseException as e:
         lock.release()
         failure = storage_error(e, data_dir)
         if failure is not None:
-            raise StartupError(f"cannot write the store in {data_dir}: {failure.reason}") from None
+            where = data_dir if cfg["store"]["backend"] == "sqlite" else f"PostgreSQL (${cfg['store']['dsn_env']})"
+            raise StartupError(f"cannot write the store in {where}: {failure.reason}") from None
         raise
     ctx.lock = lock
     return ctx
@@ -128,12 +133,17 @@ async def open_context(cfg: Config, spec: Spec | None = None) -> AppContext:
 
 async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     metrics = Metrics()
-    db = Database(data_dir / DB_FILE, cfg["store"]["synchronous"])
+    db = make_database(cfg["store"], data_dir)
     await db.open()
+    try:
+        await claim(db)
+    except BaseException:
+        await db.close()
+        raise
     db.on_commit = lambda n, seconds: metrics.store_write.observe(seconds)
     metrics.store_writable.set(1)  # open() proved it with a write
     db.on_writable = lambda ok: metrics.store_writable.set(1 if ok else 0)
-    events = EventStore(db)
+    events = event_store(db)
     bus = EventBus(db, events)
     bus.on_append = lambda name: metrics.events_appended.inc()
     await bus.open()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,22 @@ PROVIDERS: dict[str, Any] = {
 }
 
 
+# ROO_TEST_STORE=postgresql runs the tests that build their config with
+# make_config on the PostgreSQL store (a fresh database per test) instead of
+# SQLite: .ci/run does so for the areas that use the store.
+PG_DSN_ENV = "ROO_TEST_PG_DSN"
+
+
+def on_postgresql() -> bool:
+    return os.environ.get("ROO_TEST_STORE", "sqlite") == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _store_backend(request: Any, monkeypatch: Any) -> None:
+    if on_postgresql():
+        monkeypatch.setenv(PG_DSN_ENV, request.getfixturevalue("pg_dsn"))
+
+
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     roots = tmp_path / "roots"
     roots.mkdir(exist_ok=True)
@@ -61,6 +78,11 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
         # One message.delta per provider delta: tests count and order them.
         "engine.delta_coalesce_ms": 0,
     }
+    if on_postgresql():
+        # The whole suite on the PostgreSQL store: the autouse fixture
+        # _store_backend has put a fresh database's DSN in PG_DSN_ENV.
+        overrides["store.backend"] = "postgresql"
+        overrides["store.dsn_env"] = PG_DSN_ENV
     for section, values in sections.items():
         for key, value in values.items():
             overrides[f"{section}.{key}"] = value
@@ -240,3 +262,20 @@ async def wait_status(api: Api, session_id: str, task_id: str, statuses: set[str
             ws.close()
     r = await api.get(f"/api/v1/sessions/{session_id}/tasks/{task_id}")
     return r.json
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """A throwaway PostgreSQL for the session (tests/pgserver.py), started
+    by the first test that needs it; skips (fails in CI) without one."""
+    from tests.pgserver import start_or_skip
+
+    server = start_or_skip()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: Any) -> str:
+    """A fresh, empty database of its own for one test."""
+    return pg_server.fresh_database()

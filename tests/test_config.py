@@ -37,7 +37,13 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(None, env={})
     assert (cfg["server"]["host"], cfg["server"]["port"]) == ("127.0.0.1", 3000)
     assert cfg["server"]["shutdown_grace_seconds"] == 10
-    assert cfg["store"] == {"data_dir": "./.roo-daemon", "synchronous": "normal"}
+    assert cfg["store"] == {
+        "data_dir": "./.roo-daemon",
+        "synchronous": "normal",
+        "backend": "sqlite",
+        "dsn_env": "ROO_DAEMON_DATABASE_URL",
+        "pool_size": 4,
+    }
     assert cfg["providers"] == {"demo": {"kind": "scripted"}}
     assert cfg["engine"]["default_provider"] == "demo"
     assert cfg["engine"]["default_mode"] == "code"

@@ -101,6 +101,10 @@ class CheckpointManager:
         if snap is None:
             return
         self._with_checkpoints.add(task.id)
+        if self.bus.store.assigns_seq:
+            # PostgreSQL numbers events as it commits them: wait for this
+            # task's published events, so last_seq counts them.
+            await self.bus.db.flush()
         doc = {
             "id": cid,
             "task_id": task.id,

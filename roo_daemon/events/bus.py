@@ -1,6 +1,7 @@
 """The event bus: every state change, durably appended, then fanned out.
 
-``seq`` is assigned here, on the loop, in call order; the store commits in
+``seq`` is assigned here, on the loop, in call order (or, on PostgreSQL,
+by the store as it commits, see docs/postgresql.md); the store commits in
 that same order and the bus fans an event out only after its commit. So a
 live subscriber never sees an event that a replay could not, and live order
 equals durable order: the property that makes replay-then-live seamless.
@@ -87,28 +88,34 @@ class EventBus:
         not. Raises :class:`UnstorableEvent`, taking no seq, if an event
         cannot be encoded."""
         ts = time.time()
-        event, row = self._encode(self.last_seq + 1, name, data, session_id, task_id, owner, ts)
+        # A store that numbers events itself (PostgreSQL, shared by several
+        # daemons) gives them their seq as it commits them; 0 until then.
+        numbered = not self.store.assigns_seq
+        first = self.last_seq + 1 if numbered else 0
+        event, row = self._encode(first, name, data, session_id, task_id, owner, ts)
         if also:
             encoded = [(event, row)] + [
-                self._encode(self.last_seq + 2 + i, n, d, session_id, task_id, owner, ts)
+                self._encode(first + 1 + i if numbered else 0, n, d, session_id, task_id, owner, ts)
                 for i, (n, d) in enumerate(also)
             ]
-            self.last_seq += len(encoded)
+            if numbered:
+                self.last_seq += len(encoded)
             events = [e for e, _ in encoded]
 
             def fan_out_all() -> None:
                 for e in events:
                     self._fan_out(e)
 
-            fut = self.db.write(chain(write, EventStore.insert([r for _, r in encoded])), after=fan_out_all)
+            fut = self.db.write(chain(write, self.store.insert(encoded)), after=fan_out_all)
             fut.add_done_callback(_log_failure)
             return fut
-        self.last_seq += 1
+        if numbered:
+            self.last_seq += 1
         if write is None:
             # The common case (streamed text, tool events): rows share one
             # statement per commit (each fails alone; the store logs it).
-            return self.db.write_row(EventStore.INSERT, row, after=lambda: self._fan_out(event))
-        fut = self.db.write(chain(write, EventStore.insert([row])), after=lambda: self._fan_out(event))
+            return self.store.append((event, row), after=lambda: self._fan_out(event))
+        fut = self.db.write(chain(write, self.store.insert([(event, row)])), after=lambda: self._fan_out(event))
         fut.add_done_callback(_log_failure)
         return fut
 
@@ -145,6 +152,8 @@ class EventBus:
         await self.publish(name, data, **kw)
 
     def _fan_out(self, event: Event) -> None:
+        if event.seq > self.last_seq:  # numbered by the store as it committed
+            self.last_seq = event.seq
         if self.on_append is not None:
             self.on_append(event.name)
         for sub in list(self._subscribers):

@@ -97,7 +97,7 @@ PROBE_AFTER_SECONDS = 5.0
 def _probe(conn: sqlite3.Connection) -> None:
     """A write that leaves nothing behind but still has to reach the disk:
     the page it dirtied is appended to the WAL at commit."""
-    conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('write_probe', '')")
+    conn.execute("INSERT INTO meta (k, v) VALUES ('write_probe', '') ON CONFLICT (k) DO UPDATE SET v = excluded.v")
     conn.execute("DELETE FROM meta WHERE k = 'write_probe'")
 
 
@@ -184,17 +184,21 @@ class _Rows:
         self.futures.append(fut)
 
     def __call__(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(self.sql, self.rows)
+        self.insert(conn, self.rows)
 
-    def one_by_one(self, conn: sqlite3.Connection) -> None:
+    def insert(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        """The statement for ``rows`` (all of them, or one at a time)."""
+        conn.executemany(self.sql, rows)
+
+    def one_by_one(self, conn: sqlite3.Connection, row_errors: tuple[type[BaseException], ...]) -> None:
         """After the statement failed on a row (and was rolled back): each
         row in a savepoint of its own. Slow, and only ever after a failure."""
         for i, row in enumerate(self.rows):
             conn.execute("SAVEPOINT r")
             try:
-                conn.execute(self.sql, row)
+                self.insert(conn, [row])
                 conn.execute("RELEASE r")
-            except _ROW_ERRORS as e:
+            except row_errors as e:
                 conn.execute("ROLLBACK TO r")
                 conn.execute("RELEASE r")
                 self.errors[i] = e
@@ -227,7 +231,16 @@ class _Rows:
 
 
 class Database:
-    """One SQLite file, a writer thread with group commit and a reader thread."""
+    """One SQLite file, a writer thread with group commit and a reader thread.
+
+    The group commit, the write queue and the storage-failure bookkeeping
+    are shared with the PostgreSQL backend (``store/postgres.py``), which
+    overrides the connection handling: opening, reads, the transaction's
+    BEGIN, which errors mean "the storage" and which "this row"."""
+
+    row_errors: tuple[type[BaseException], ...] = _ROW_ERRORS
+    BEGIN = "BEGIN IMMEDIATE"
+    backend = "sqlite"
 
     def __init__(self, path: Path, synchronous: str = "full") -> None:
         self.path = path
@@ -298,21 +311,26 @@ class Database:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
         return fut
 
-    def write_row(self, sql: str, row: tuple, after: Callable[[], None] | None = None) -> asyncio.Future:
+    def write_row(
+        self, sql: str, row: Any, after: Callable[[], None] | None = None, batch: type[_Rows] | None = None
+    ) -> asyncio.Future:
         """Queue one row for ``sql`` (an INSERT). Consecutive rows for the
         same statement share one ``executemany``: a stream of events costs
         one statement per commit, not a savepoint per row. Each row still
-        has its own future and ``after`` (run in order), and fails alone."""
+        has its own future and ``after`` (run in order), and fails alone.
+        ``batch`` (a :class:`_Rows` subclass) may say how such rows are
+        inserted (the PostgreSQL event log numbers them as it inserts)."""
+        batch = batch or _Rows
         if self.closed:
             raise RuntimeError("store is closed")
         self._backlog += 1
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         last = self._pending[-1] if self._pending else None
-        if last is not None and isinstance(last[0], _Rows) and last[0].sql == sql:
+        if last is not None and type(last[0]) is batch and last[0].sql == sql:
             last[0].add(row, after, fut)
             return fut
-        rows = _Rows(sql)
+        rows = batch(sql)
         rows.add(row, after, fut)
         self._pending.append((rows, None, rows.run_afters))
         if self._flushing is None:
@@ -361,19 +379,23 @@ class Database:
         try:
             results = self._apply(fns)
         except Exception as e:
-            failure = storage_error(e, self.path.parent)
+            failure = self.storage_error(e)
             if failure is None:
                 raise
             self._note(failure, e)
             raise failure from e
         first: StorageUnavailable | None = None
         for i, (ok, value) in enumerate(results):
-            failure = None if ok else storage_error(value, self.path.parent)
+            failure = None if ok else self.storage_error(value)
             if failure is not None:
                 results[i] = (False, failure)
                 first = first or failure
         self._note(first, None)
         return results
+
+    def storage_error(self, exc: BaseException) -> StorageUnavailable | None:
+        """Whether ``exc`` is the storage failing (see :func:`storage_error`)."""
+        return storage_error(exc, self.path.parent)
 
     def _note(self, failure: StorageUnavailable | None, cause: BaseException | None) -> None:
         """Remember whether writes work; log each change once, not each failed write."""
@@ -409,11 +431,14 @@ class Database:
         if not fut.cancelled():
             fut.exception()  # seen here; the callers got it
 
+    def _writer_conn(self) -> Any:
+        assert self._wconn is not None
+        return self._wconn
+
     def _apply(self, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
-        conn = self._wconn
-        assert conn is not None
+        conn = self._writer_conn()
         results: list[tuple[bool, Any]] = []
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(self.BEGIN)
         try:
             for fn in fns:
                 conn.execute("SAVEPOINT w")
@@ -422,8 +447,8 @@ class Database:
                     conn.execute("RELEASE w")
                 except Exception as e:
                     conn.execute("ROLLBACK TO w")
-                    if isinstance(fn, _Rows) and isinstance(e, _ROW_ERRORS):
-                        fn.one_by_one(conn)  # isolate the bad rows; the rest still commit
+                    if isinstance(fn, _Rows) and isinstance(e, self.row_errors):
+                        fn.one_by_one(conn, self.row_errors)  # isolate the bad rows; the rest still commit
                         conn.execute("RELEASE w")
                         results.append((True, None))
                         continue

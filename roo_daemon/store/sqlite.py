@@ -4,8 +4,10 @@ commit a resource change and its event together) or reads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from roo_daemon.models import Session, Task
@@ -13,6 +15,17 @@ from roo_daemon.store.conversation import delete_task_rows
 from roo_daemon.store.database import Database, WriteFn
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+EventRow = tuple[int, str, str | None, str | None, str | None, float, str]  # seq, event, ids, owner, ts, frame
+
+
+def json_text(c: Any, column: str, *path: str) -> str:
+    """SQL for the text at ``path`` in the JSON document ``column`` holds,
+    on the connection's backend (PostgreSQL's adapter has ``dialect``)."""
+    if getattr(c, "dialect", "sqlite") == "postgresql":
+        return f"({column}::jsonb #>> '{{{','.join(path)}}}')"
+    return f"json_extract({column}, '$.{'.'.join(path)}')"
 
 
 class StaleWrite(Exception):
@@ -41,7 +54,7 @@ async def _newest_first(
     None on the last page. ``table`` and the column names are ours, never input."""
 
     def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
-        sql = f"SELECT n, doc FROM {table} WHERE 1"
+        sql = f"SELECT n, doc FROM {table} WHERE 1 = 1"
         args: list[Any] = []
         if after_n:
             sql += " AND n < ?"
@@ -125,7 +138,7 @@ class TaskStore:
             sql = "UPDATE tasks SET status = ?, doc = ? WHERE id = ? AND status = ?"
             args: list[Any] = [task.status, doc, task.id, status_was]
             if ask_id is not None:
-                sql += " AND json_extract(doc, '$.pending_ask.id') = ?"
+                sql += f" AND {json_text(c, 'doc', 'pending_ask', 'id')} = ?"
                 args.append(ask_id)
             if c.execute(sql, args).rowcount != 1:
                 raise StaleWrite(f"task {task.id} is no longer {status_was}")
@@ -159,7 +172,7 @@ class TaskStore:
         own), so a task is listed exactly when its session is visible."""
 
         def run(c: sqlite3.Connection) -> list[tuple[int, str]]:
-            sql = "SELECT t.n, t.doc FROM tasks t JOIN sessions s ON s.id = t.session_id WHERE 1"
+            sql = "SELECT t.n, t.doc FROM tasks t JOIN sessions s ON s.id = t.session_id WHERE 1 = 1"
             args: list[Any] = []
             for clause, value in (
                 (" AND t.n < ?", after_n or None),
@@ -180,12 +193,12 @@ class TaskStore:
     async def resume_pending(self) -> list[Task]:
         """Tasks the daemon interrupted as it stopped, to resume at start."""
         rows = await self.db.read(
-            lambda c: c.execute(
-                "SELECT doc FROM tasks WHERE status = 'interrupted' "
-                "AND json_extract(doc, '$.state.resume_pending') = 1 ORDER BY n"
-            ).fetchall()
+            lambda c: c.execute("SELECT doc FROM tasks WHERE status = 'interrupted' ORDER BY n").fetchall()
         )
-        return [Task.from_doc(json.loads(r[0])) for r in rows]
+        # Filtered here, not in SQL: the same on both backends, and
+        # interrupted tasks are few.
+        docs = [json.loads(r[0]) for r in rows]
+        return [Task.from_doc(d) for d in docs if (d.get("state") or {}).get("resume_pending") == 1]
 
     async def with_status(self, statuses: tuple[str, ...]) -> list[Task]:
         marks = ",".join("?" * len(statuses))
@@ -197,16 +210,28 @@ class TaskStore:
 
 class EventStore:
     """The append-only event log. ``frame`` is the event's serialised
-    envelope, stored once and replayed byte for byte."""
+    envelope, stored once and replayed byte for byte.
+
+    Here (SQLite, one daemon per store) the bus numbers events on the loop
+    before they are written: ``assigns_seq`` is False. The PostgreSQL log
+    (``store/postgres.py``), shared by several daemons, numbers them itself
+    as it inserts them."""
+
+    assigns_seq = False
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     INSERT = "INSERT INTO events (seq, event, session_id, task_id, owner, ts, frame) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
-    @staticmethod
-    def insert(rows: list[tuple[int, str, str | None, str | None, str | None, float, str]]) -> WriteFn:
+    def insert(self, items: list[tuple[Any, EventRow]]) -> WriteFn:
+        """A write of the bus's ``(event, row)`` pairs, for a transaction with other writes."""
+        rows = [row for _, row in items]
         return lambda c: c.executemany(EventStore.INSERT, rows)
+
+    def append(self, item: tuple[Any, EventRow], after: Callable[[], None]) -> asyncio.Future:
+        """One event on its own: rows share one statement per commit (each fails alone)."""
+        return self.db.write_row(self.INSERT, item[1], after=after)
 
     async def last_seq(self) -> int:
         def run(c: sqlite3.Connection) -> int:
@@ -253,13 +278,16 @@ class EventStore:
 
         def run(c: sqlite3.Connection) -> int:
             cur = c.execute("DELETE FROM events WHERE seq <= ?", (floor,))
-            if cur.rowcount:
+            dropped = cur.rowcount
+            if dropped:
+                # The floor only rises (in Python: the same SQL on both backends).
+                row = c.execute("SELECT v FROM meta WHERE k = 'pruned_through'").fetchone()
+                highest = max(floor, int(row[0]) if row else 0)
                 c.execute(
-                    "INSERT INTO meta (k, v) VALUES ('pruned_through', ?) "
-                    "ON CONFLICT (k) DO UPDATE SET v = MAX(CAST(v AS INTEGER), CAST(excluded.v AS INTEGER))",
-                    (str(floor),),
+                    "INSERT INTO meta (k, v) VALUES ('pruned_through', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                    (str(highest),),
                 )
-            return cur.rowcount
+            return dropped
 
         return run
 

@@ -105,8 +105,8 @@ def hold_fan_out(ctx: Any) -> Callable[[], list[Callable[[], None]]]:
     held: list[Callable[[], None]] = []
     write_row = ctx.db.write_row
 
-    def delaying_write_row(sql: str, row: tuple, after: Callable[[], None] | None = None) -> Any:
-        return write_row(sql, row, after=(lambda: held.append(after)) if after is not None else None)
+    def delaying_write_row(sql: str, row: tuple, after: Callable[[], None] | None = None, **kw: Any) -> Any:
+        return write_row(sql, row, after=(lambda: held.append(after)) if after is not None else None, **kw)
 
     ctx.db.write_row = delaying_write_row
 

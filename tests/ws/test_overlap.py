@@ -222,7 +222,8 @@ async def test_an_event_replayed_before_its_fan_out_is_not_sent_again_live(api, 
         )
     finally:
         fan_out = release()
-    one, two = ctx.bus.last_seq - 1, ctx.bus.last_seq
+    two = await ctx.events.last_seq()  # committed (the bus learns seqs at fan-out on PostgreSQL)
+    one = two - 1
     assert len(fan_out) == 2 and await ping(ws) == [PONG]  # committed, not fanned out
 
     await subscribe(ws, "replay", session_id=session["id"], after=0)
@@ -251,7 +252,7 @@ async def test_a_late_event_sent_live_is_not_replayed_again(api, ctx, ws_connect
         await ctx.bus.publish("test.late", {"n": 1}, session_id=session["id"], owner="local")
     finally:
         fan_out = release()
-    late = ctx.bus.last_seq
+    late = await ctx.events.last_seq()  # committed, not fanned out yet
 
     await subscribe(ws, "live", session_id=session["id"])
     fan_out[0]()
@@ -401,7 +402,7 @@ async def test_one_live_subscription_gets_the_fast_path_back(api, ctx, ws_connec
         await ctx.bus.publish("test.late", {"n": 1}, session_id=session["id"], owner="local")
     finally:
         fan_out = release()
-    late = ctx.bus.last_seq
+    late = await ctx.events.last_seq()  # committed, not fanned out yet
     await subscribe(ws, "replay", session_id=session["id"], after=late - 1)
     assert seqs(await ping(ws)) == [late]  # read from the store before its fan-out
     await ws.send({"op": "unsubscribe", "id": "replay"})

@@ -158,14 +158,14 @@ async def test_event_committed_before_the_replay_but_fanned_out_after_is_sent_on
     late: list = []
     write_row = ctx.db.write_row
 
-    def delaying_write_row(sql, row, after=None):  # commit now, fan out when the test says so
-        return write_row(sql, row, after=(lambda: late.append(after)) if after is not None else None)
+    def delaying_write_row(sql, row, after=None, **kw):  # commit now, fan out when the test says so
+        return write_row(sql, row, after=(lambda: late.append(after)) if after is not None else None, **kw)
 
     ctx.db.write_row = delaying_write_row
     try:
         fut = ctx.bus.publish("test.late", {"n": 1}, session_id=session["id"], owner="local")
         await fut  # committed: a replay can read it; not fanned out yet
-        seq = ctx.bus.last_seq
+        seq = await ctx.events.last_seq()
     finally:
         ctx.db.write_row = write_row
     assert len(late) == 1
