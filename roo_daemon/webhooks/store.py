@@ -41,7 +41,8 @@ class CursorStore:
 
         def run(c: sqlite3.Connection) -> None:
             c.executemany(
-                "INSERT OR IGNORE INTO webhook_cursors (session_id, hook_id, seq, doc) VALUES (?, ?, ?, '{}')",
+                "INSERT INTO webhook_cursors (session_id, hook_id, seq, doc) VALUES (?, ?, ?, '{}')"
+                " ON CONFLICT (session_id, hook_id) DO NOTHING",
                 [(session_id, hook_id, seq) for hook_id in hook_ids],
             )
 
