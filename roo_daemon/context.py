@@ -143,6 +143,9 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     db.on_commit = lambda n, seconds: metrics.store_write.observe(seconds)
     metrics.store_writable.set(1)  # open() proved it with a write
     db.on_writable = lambda ok: metrics.store_writable.set(1 if ok else 0)
+    if db.backend == "postgresql":
+        for state, key in (("open", "pool_size"), ("idle", "pool_available"), ("waiting", "requests_waiting")):
+            metrics.store_pool.labels(state).set_function(lambda key=key: db.pool_stats().get(key, 0))
     events = event_store(db)
     bus = EventBus(db, events)
     bus.on_append = lambda name: metrics.events_appended.inc()

@@ -133,6 +133,12 @@ class Metrics:
         )
         for reason in ("emfile", "enfile", "enobufs", "enomem"):
             self.accept_errors.labels(reason)
+        self.store_pool = Gauge(
+            "store_pool_connections",
+            "PostgreSQL store only: the read pool's connections (state: open, idle) and reads waiting for one.",
+            ["state"],
+            registry=r,
+        )
         self.store_writable = Gauge(
             "store_writable",
             "1 while the store takes writes; 0 after a write failed for the storage (full disk, I/O error).",

@@ -58,6 +58,9 @@ class PgServer:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.dir)
 
     def start(self) -> None:
+        """Make the cluster (the first time) and start the server."""
+        if self.data.exists():
+            return self._start_server()
         if self.as_root:
             shutil.chown(self.dir, RUN_AS)
         done = self._run(
@@ -66,6 +69,9 @@ class PgServer:
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+        self._start_server()
+
+    def _start_server(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -89,9 +95,13 @@ class PgServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
 
+    def stop_server(self) -> None:
+        """Stop the server (its data stays: ``start`` brings it back on the same port)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
     def stop(self) -> None:
         try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self.stop_server()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

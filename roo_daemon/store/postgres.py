@@ -50,6 +50,11 @@ from roo_daemon.store.sqlite import EventRow, EventStore
 log = logging.getLogger("roo_daemon.store")
 T = TypeVar("T")
 
+# How long a read waits for a pooled connection (the database down: every
+# connection is being made again), and /readyz's probe.
+READ_TIMEOUT_SECONDS = 10.0
+PING_TIMEOUT_SECONDS = 2.0
+
 # Advisory lock keys (one 64-bit namespace per database): taken by the
 # first migration step, and by every transaction that appends events.
 MIGRATION_LOCK = 0x726F6F646D6967  # "roodmig"
@@ -254,6 +259,7 @@ class PgDatabase(Database):
             min_size=1,
             max_size=self.pool_size,
             kwargs={"autocommit": True, "connect_timeout": 10},
+            timeout=READ_TIMEOUT_SECONDS,
             open=False,
             name="roo-daemon-readers",
         )
@@ -279,10 +285,20 @@ class PgDatabase(Database):
         SQLite's autocommit reader)."""
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._read, fn)
 
-    def _read(self, fn: Callable[[Any], T]) -> T:
+    def _read(self, fn: Callable[[Any], T], timeout: float | None = None) -> T:
         assert self._pool is not None
-        with self._pool.connection() as conn:
+        with self._pool.connection(timeout=timeout) as conn:
             return fn(PgConnection(conn))
+
+    async def ping(self) -> bool:
+        """``/readyz``: a read within ``PING_TIMEOUT_SECONDS`` (a database that
+        is down must not hold the probe for the pool's whole wait)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._reader, self._read, lambda c: c.execute("SELECT 1").fetchone()[0] == 1, PING_TIMEOUT_SECONDS
+            )
+        except Exception:
+            return False
 
     def pool_stats(self) -> dict[str, int]:
         """The read pool's size and use (``pool_size``, ``pool_available``, ``requests_waiting``)."""

@@ -97,7 +97,9 @@ async def test_a_first_release_data_dir_is_migrated_in_place(api: Api, config: d
 async def test_migration_is_idempotent(io_loop: Any, tmp_path: Path) -> None:
     data = v1_data_dir(tmp_path / "again")
     (tmp_path / "again").mkdir(exist_ok=True)
-    cfg = make_config(tmp_path / "again", store={"data_dir": str(data), "backend": "sqlite"}, engine={"resume_interrupted": False})
+    cfg = make_config(
+        tmp_path / "again", store={"data_dir": str(data), "backend": "sqlite"}, engine={"resume_interrupted": False}
+    )
     for _ in range(2):
         ctx = await open_context(cfg)
         await ctx.close()
