@@ -15,6 +15,7 @@ from roo_daemon.engine.loop import AgentLoop
 from roo_daemon.engine.providers import Provider, build_providers
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, daemon_files
 from roo_daemon.engine.tools import default_registry
+from roo_daemon.engine.tools.artifacts import SETTINGS_KEY as OUTPUT_KEY
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.mcp import McpHub, McpToolSource, build_hub
@@ -169,7 +170,12 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     task_store = TaskStore(db)
     await sandbox.start()  # logs how commands will run (or that they cannot)
     runner = TaskRunner(
-        bus, task_store, engine, cfg["engine"]["max_concurrent_tasks"], metrics, {**tools, SETTINGS_KEY: sandbox}
+        bus,
+        task_store,
+        engine,
+        cfg["engine"]["max_concurrent_tasks"],
+        metrics,
+        {**tools, SETTINGS_KEY: sandbox, OUTPUT_KEY: str(data_dir / "command-output")},
     )
     idempotency = IdempotencyGuard(IdempotencyStore(db))
     webhooks = WebhookDispatcher(cfg["webhooks"], db, metrics)

@@ -46,7 +46,7 @@ from roo_daemon.engine.providers.retry import RetryPolicy
 from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated, tool_error
 from roo_daemon.engine.responses import too_many_mistakes
 from roo_daemon.engine.resume import interrupted_results, resumption, steering
-from roo_daemon.engine.tools import background
+from roo_daemon.engine.tools import artifacts, background
 from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event
 
 # Roo-Code's refusal of attempt_completion after a failed call in the same
@@ -108,11 +108,12 @@ class AgentLoop:
     async def run(self, ctx: TaskContext) -> str:
         """Carry the task out; whatever it left running in the background
         is killed when this returns, fails or is cancelled (its end, as Roo
-        disposes of a task's terminals)."""
+        disposes of a task's terminals), and its command-output artifacts go."""
         try:
             return await self._run(ctx)
         finally:
             await asyncio.shield(background.end_task(ctx.task.id))
+            await asyncio.shield(artifacts.remove_task(ctx.settings, ctx.task.id))
 
     async def _run(self, ctx: TaskContext) -> str:
         provider = self.providers.get(ctx.task.provider)

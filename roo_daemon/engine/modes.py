@@ -24,7 +24,7 @@ from roo_daemon.engine.mode_texts import ROO_MODE_TEXTS
 TOOL_GROUPS: dict[str, tuple[str, ...]] = {
     "read": ("read_file", "list_files", "search_files"),
     "edit": ("write_to_file", "apply_diff", "search_replace"),
-    "command": ("execute_command",),
+    "command": ("execute_command", "read_command_output"),
     "browser": (),
     "mcp": ("use_mcp_tool", "access_mcp_resource"),  # and every MCP server's tools (roo_daemon/mcp)
     "modes": ("switch_mode", "new_task"),

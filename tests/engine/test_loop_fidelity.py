@@ -4,7 +4,9 @@ sent on its next request, not only the task's end state."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from typing import Any
 
 import pytest
@@ -26,7 +28,12 @@ def fake(request: pytest.FixtureRequest) -> FakeOpenAI:
 @pytest.fixture
 def config(request: pytest.FixtureRequest, tmp_path, fake) -> dict[str, Any]:
     """Parametrize indirectly with a dict of ``engine`` settings to override."""
-    cfg = make_config(tmp_path, engine={"max_concurrent_tasks": 1, **getattr(request, "param", {})})
+    params = getattr(request, "param", {})
+    cfg = make_config(
+        tmp_path,
+        engine={"max_concurrent_tasks": 1, **params.get("engine", params if "tools" not in params else {})},
+        tools=params.get("tools", {}),
+    )
     cfg["providers"]["real"] = fake.profile(prices={"input": 50_000.0, "output": 0.0})  # $0.50 a request
     return cfg
 
@@ -315,3 +322,44 @@ async def test_a_timeout_moves_the_command_to_the_background_until_the_task_ends
     ) in details
     assert "# Actively Running Terminals\n## Terminal 1 (Active)" in user_texts(fake, 2)[-1]
     assert running(marker) == []  # the task ended: its background command with it
+
+
+# -- item 11: read_command_output ------------------------------------------------
+
+LONG = "seq 1 3000; echo Needle-In-Haystack; seq 3001 6000"
+
+
+def artifact_of(request: Any) -> str:
+    """The artifact id the execute_command result named."""
+    return re.search(r"Artifact ID: (cmd-\d+\.txt)", json.dumps(request.body["messages"])).group(1)
+
+
+@pytest.mark.parametrize("config", [{"tools": {"command_output_max_bytes": 1024}}], indirect=True)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_cut_output_is_kept_as_an_artifact_to_search_and_page(config: dict, api: Api, fake: FakeOpenAI) -> None:
+    fake.script(
+        Turn(tool_calls=[call("execute_command", command=LONG)]),
+        lambda r: Turn(tool_calls=[call("read_command_output", artifact_id=artifact_of(r), search="needle")]),
+        lambda r: Turn(tool_calls=[call("read_command_output", artifact_id=artifact_of(r), offset=4, limit=6)]),
+        Turn(tool_calls=[call("read_command_output", artifact_id="../../etc/passwd")]),
+        DONE,
+    )
+    s, t = await start(api, auto_approve={"execute": True, "allowed_commands": ["seq", "echo"]})
+    assert (await until(api, s, t))["status"] == "completed"
+    ran = tool_results(fake, 1)[0]
+    workspace = os.path.realpath(s["workspace"])
+    artifact = artifact_of(fake.requests[1])
+    assert ran.startswith(f"Command executed in '{workspace}'. Exit code: 0\n\nOutput (28.2KB) persisted. ")
+    assert f"Artifact ID: {artifact}\n\nPreview:\n1\n2\n" in ran and "\n[..." in ran
+    assert ran.endswith("5999\n6000\n\n\nUse read_command_output tool to view full output if needed.")
+    found = tool_results(fake, 2)[1]
+    assert found == (
+        f'[Command Output: {artifact}] (search: "needle")\nTotal matches: 1 | Showing first 1\n\n'
+        " 3001 | Needle-In-Haystack"
+    )
+    page = tool_results(fake, 3)[2]
+    header = f"[Command Output: {artifact}]\nTotal size: 28.2KB | Showing bytes 4-10 | TRUNCATED\n"
+    assert page == header + "3 | 3\n4 | 4\n5 | 5\n6 | "
+    assert tool_results(fake, 4)[3].startswith('Error: Invalid artifact_id format: "../../etc/passwd".')
+    # Removed with the task's run.
+    assert not os.path.exists(os.path.join(config["store"]["data_dir"], "command-output", t["id"]))

@@ -43,6 +43,7 @@ from roo_daemon.engine.command_shell import SHELL
 from roo_daemon.engine.responses import policy_denied
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, SandboxUnavailable, default_sandbox
 from roo_daemon.engine.tools import background
+from roo_daemon.engine.tools.artifacts import Artifact, format_size
 from roo_daemon.engine.tools.base import Tool, ToolDenied, ToolError, ToolOutcome
 from roo_daemon.engine.tools.files import in_thread
 from roo_daemon.engine.workspace import PathEscape, RooIgnore, relative_posix, resolve_inside
@@ -333,6 +334,9 @@ class Running:
         self.recent_bytes = max(1024, max_bytes // 4)  # per command, in each environment details
         self.recent: OutputCapture | None = None
         self.out = OutputStream(ctx)
+        # The whole output, kept on disk once the capture has to cut it (read_command_output).
+        self.artifact = Artifact(ctx.settings, ctx.task.id, max_bytes)
+        self.artifact_id: str | None = None
         assert proc.stdout is not None and proc.stderr is not None
         self.pumps = [
             asyncio.ensure_future(self._pump(proc.stdout, "stdout")),
@@ -342,6 +346,7 @@ class Running:
     async def _pump(self, reader: asyncio.StreamReader, name: str) -> None:
         while chunk := await reader.read(READ_CHUNK):
             self.capture.add(chunk)
+            self.artifact.add(chunk)
             if self.recent is not None:
                 self.recent.add(chunk)
             self.out.feed(name, chunk)
@@ -364,10 +369,11 @@ class Running:
             if not exited or not self.contained:
                 await end_group(self.proc)
             await asyncio.wait(self.pumps, timeout=DRAIN_SECONDS)
+            self._close()
+            self.artifact_id = await self.artifact.close()
         except BaseException:
             await self.kill()
             raise
-        self._close()
 
     async def finish(self, timeout: float, limit: float) -> str:
         """In the background: wait up to ``timeout`` more seconds, end it
@@ -387,6 +393,7 @@ class Running:
             if self.proc.returncode is None or _group_exists(self.proc.pid):
                 _signal_group(self.proc.pid, signal.SIGKILL)
             self._close()
+            self.artifact.abort()
 
     def _close(self) -> None:
         for pump in self.pumps:
@@ -462,6 +469,12 @@ async def _execute_command(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcom
         return ToolOutcome(f"{text}\nOutput so far:\n{output}" if output else text, is_error=True)
     code = running.proc.returncode
     assert code is not None
+    if running.artifact_id:  # the result was cut: Roo's persisted-output form
+        return ToolOutcome(
+            f"Command executed in '{workdir.as_posix()}'. {_exit_status(code)}\n\n"
+            f"Output ({format_size(running.artifact.total)}) persisted. Artifact ID: {running.artifact_id}\n\n"
+            f"Preview:\n{output}\n\nUse read_command_output tool to view full output if needed."
+        )
     return ToolOutcome(
         f"Command executed in terminal within working directory '{workdir.as_posix()}'. "
         f"{_exit_status(code)}\nOutput:\n{output}"

@@ -98,7 +98,11 @@ async def test_output_is_capped_keeping_head_and_tail(ctx, workspace):
     ctx.settings["command_output_max_bytes"] = 1024
     out = await ctx.call("execute_command", command="echo HEAD; yes 0123456789 | head -n 20000; echo TAIL")
     assert not out.is_error
-    output = out.content.split("\nOutput:\n", 1)[1]
+    # Cut: Roo's persisted-output form, the preview, and the whole output kept.
+    assert "\n\nOutput (214.9KB) persisted. Artifact ID: cmd-" in out.content
+    output = out.content.split("\n\nPreview:\n", 1)[1].removesuffix(
+        "\n\nUse read_command_output tool to view full output if needed."
+    )
     assert output.startswith("HEAD\n0123456789\n") and output.endswith("0123456789\nTAIL\n")
     assert "\n[..." in output and " bytes omitted...]\n" in output
     omitted = int(output.split("[...")[1].split(" bytes")[0])
