@@ -137,11 +137,10 @@ class DaemonClient:
     def tasks(self, session_id: str, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
         return self.pages(f"{API}/sessions/{_q(session_id)}/tasks", {"status": status})
 
-    async def all_tasks(self, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        """The tasks of every session the key can see (newest session first)."""
-        async for session in self.sessions():
-            async for task in self.tasks(session["id"], status):
-                yield task
+    def all_tasks(self, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The tasks of every session the key can see, newest first: one
+        paged list (``GET /api/v1/tasks``), not a request per session."""
+        return self.pages(f"{API}/tasks", {"status": status})
 
     async def find_task(self, task_id: str) -> dict[str, Any]:
         """A task by its id alone: the API addresses tasks under their

@@ -77,7 +77,7 @@ def test_a_url_that_is_not_a_roo_daemon(daemon: Daemon, slow_model: int) -> None
 
 
 def test_a_path_prefix_the_daemon_does_not_have(daemon: Daemon) -> None:
-    one_error_line(daemon.cli("tasks", "--url", daemon.url + "/nope"), 2, "404 Not Found", "/nope/api/v1/sessions")
+    one_error_line(daemon.cli("tasks", "--url", daemon.url + "/nope"), 2, "404 Not Found", "/nope/api/v1/tasks")
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1:3000", "http://", "http://127.0.0.1:99999", "http://h/?a=1"])
