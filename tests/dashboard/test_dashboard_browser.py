@@ -2,7 +2,8 @@
 it asks for the key and keeps it in sessionStorage, renders a session and
 its tasks, streams a running task's text live over /ws (resuming with
 ``after`` when the connection drops), and an approve click resumes a
-waiting task. No script error and no Content-Security-Policy violation."""
+waiting task; a checkbox changes the session's auto-approval. No script
+error and no Content-Security-Policy violation."""
 
 from __future__ import annotations
 
@@ -115,6 +116,15 @@ async def test_dashboard_follows_and_steers_a_task(http_server: Any, base_url: s
         # The diff, from the checkpoints API.
         await browser.eval("document.getElementById('diff-box').open = true; true")
         await browser.wait("document.getElementById('diff').textContent.includes('+hello')")
+
+        # The session's auto-approval, from its checkboxes (a PATCH).
+        write = "document.querySelector('#auto-approve input[data-policy=\"write\"]')"
+        assert await browser.eval(f"{write}.checked") is False
+        await browser.eval(f"{write}.click(); true")
+        await browser.wait(f"{write}.checked && !{write}.disabled")
+        changed = (await api.get(f"/api/v1/sessions/{session['id']}")).json
+        assert changed["auto_approve"]["write"] is True
+        assert "write" in await browser.eval("document.getElementById('session-meta').textContent")
 
         problems = [p for p in browser.problems if "401" not in json.dumps(p)]  # the first, keyless, request
         assert not problems, problems

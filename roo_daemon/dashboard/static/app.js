@@ -213,6 +213,12 @@
       }),
     );
     if (!page.items.length) list.append(el("li", { class: "hint" }, "No sessions yet."));
+    const current = page.items.find((x) => x.id === state.sessionId);
+    if (current) {
+      // A PATCH from elsewhere (session.updated) shows here too.
+      showPolicy(current);
+      $("session-meta").textContent = `${current.workspace} · auto-approve: ${autoApproved(current.auto_approve)}`;
+    }
   }
 
   async function loadInbox() {
@@ -261,11 +267,43 @@
     $("session-title").textContent = s ? s.name || s.id : sessionId;
     $("session-meta").textContent = s ? `${s.workspace} · auto-approve: ${autoApproved(s.auto_approve)}` : "";
     $("new-task").hidden = false;
+    showPolicy(s);
     for (const li of $("sessions").children) li.classList.toggle("selected", li.dataset.sessionId === sessionId);
     writeHash();
     if (taskId) await selectTask(taskId);
     else await loadTasks();
   }
+
+  // The session's auto-approval, changed with PATCH: its live tasks see the
+  // new policy at their next tool call (a waiting ask still needs an answer).
+  function showPolicy(session) {
+    const box = $("auto-approve");
+    box.hidden = !session;
+    if (!session) return;
+    for (const input of box.querySelectorAll("input[data-policy]")) {
+      input.checked = Boolean(session.auto_approve[input.dataset.policy]);
+      input.disabled = false;
+    }
+  }
+
+  $("auto-approve").addEventListener("change", async (ev) => {
+    const input = ev.target;
+    if (!input.dataset.policy || !state.sessionId) return;
+    input.disabled = true;
+    try {
+      const s = await call("PATCH", sessionPath(state.sessionId), { auto_approve: { [input.dataset.policy]: input.checked } });
+      state.sessions = state.sessions.map((x) => (x.id === s.id ? s : x));
+      if (s.id === state.sessionId) {
+        showPolicy(s);
+        $("session-meta").textContent = `${s.workspace} · auto-approve: ${autoApproved(s.auto_approve)}`;
+      }
+      showError("");
+    } catch (e) {
+      input.checked = !input.checked;
+      input.disabled = false;
+      showError(`auto-approve: ${e.message}`);
+    }
+  });
 
   function autoApproved(policy) {
     const on = Object.entries(policy || {}).filter(([, v]) => v === true).map(([k]) => k);
