@@ -95,7 +95,10 @@ async def test_kill_9_while_waiting_then_answer_after_the_restart(
     assert len(fake.requests) == 2
     second = sent(fake, 1)
     assert "create a.txt" in second and "I will write it." in second and "a.txt" in second
-    assert fake.requests[1].body["messages"][-1]["role"] == "tool"
+    # The tool's result, then (Roo's getEnvironmentDetails on every turn) the environment details.
+    last, before_last = fake.requests[1].body["messages"][-1], fake.requests[1].body["messages"][-2]
+    assert before_last["role"] == "tool" and last["role"] == "user", (before_last, last)
+    assert "<environment_details>" in str(last["content"])
     assert "[TASK RESUMPTION]" not in second
 
 
