@@ -11,8 +11,9 @@ last chunk with empty ``choices``.
 
 Reasoning: the profile's ``reasoning_effort`` is sent as is (Roo's
 ``getOpenAiReasoning``); thinking streams as ``delta.reasoning_content``
-(DeepSeek, vLLM, as Roo reads it) or ``delta.reasoning`` (OpenRouter), and
-is never sent back. Its tokens are part of ``completion_tokens``.
+(DeepSeek, vLLM, as Roo reads it) or ``delta.reasoning`` (OpenRouter), or
+inside a leading ``<think>`` tag in the text (``think_tags.py``), and is
+never sent back. Its tokens are part of ``completion_tokens``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from roo_daemon.engine.providers.caching import add_cache_breakpoints, strategy_
 from roo_daemon.engine.providers.network import HttpProvider, TokenCounts, WireError, parse_arguments
 from roo_daemon.engine.providers.retry import is_retryable_status
 from roo_daemon.engine.providers.sse import SseEvent
+from roo_daemon.engine.providers.think_tags import ThinkTagMatcher
 
 # Error codes a gateway may put in a mid-stream error object that a retry can cure.
 _RETRYABLE_ERROR_CODES = frozenset(
@@ -158,6 +160,7 @@ class OpenAITurnParser:
         self._order: list[int] = []
         self._usage: dict[str, Any] | None = None
         self._flushed = False
+        self._think = ThinkTagMatcher()
 
     def feed(self, event: SseEvent) -> list[Chunk]:
         data = event.data.strip()
@@ -183,7 +186,7 @@ class OpenAITurnParser:
             if thought and isinstance(thought, str):
                 out.append(ReasoningDelta(thought))
             if delta.get("content"):
-                out.append(TextDelta(delta["content"]))
+                out += self._text(delta["content"])
             for fragment in delta.get("tool_calls") or []:
                 self._add(fragment)
             if choice.get("finish_reason"):
@@ -233,6 +236,12 @@ class OpenAITurnParser:
         if function.get("arguments"):
             pending.arguments.append(function["arguments"])
 
+    def _text(self, content: str) -> list[Chunk]:
+        """Text, less a leading ``<think>`` region, which is reasoning (as Roo's TagMatcher)."""
+        if self._think.plain:
+            return [TextDelta(content)]
+        return [ReasoningDelta(t) if inside else TextDelta(t) for inside, t in self._think.update(content) if t]
+
     def _next_index(self) -> int:
         return max(self._order, default=-1) + 1
 
@@ -240,7 +249,8 @@ class OpenAITurnParser:
         if self._flushed:
             return []
         self._flushed = True
-        return [
+        held: list[Chunk] = [ReasoningDelta(t) if inside else TextDelta(t) for inside, t in self._think.final() if t]
+        return held + [
             ToolCall(self._calls[i].id, self._calls[i].name, parse_arguments("".join(self._calls[i].arguments)))
             for i in self._order
         ]

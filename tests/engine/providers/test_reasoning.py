@@ -119,3 +119,26 @@ async def test_openrouter_reasoning_field_streams_too(api, fake):
     task = await api.task(session["id"], "Go")
     await settle(api, session["id"], task["id"], "completed")
     assert reasoning_text(await all_events(api, session["id"], task["id"])) == "Thinking aloud."
+
+
+@pytest.mark.parametrize("fake", ["openai"], indirect=True)
+@pytest.mark.gen_test(timeout=20)
+async def test_think_tags_at_the_start_of_the_text_are_reasoning_as_roo_reads_them(api, fake):
+    # DeepSeek-R1 style models behind Ollama or LM Studio think inside the text.
+    fake.script(
+        Turn(
+            text="<think>Plan: finish.</think>Finishing now.", tool_calls=[call("write_to_file", path="a", content="a")]
+        ),
+        Turn(text="Not <think>a tag</think> here.", tool_calls=[call("attempt_completion", result="ok")]),
+    )
+    session = await api.session(provider="thinker", auto_approve={"write": True})
+    task = await api.task(session["id"], "Go")
+    await settle(api, session["id"], task["id"], "completed")
+    events = await all_events(api, session["id"], task["id"])
+    assert reasoning_text(events) == "Plan: finish."
+    assert [e["data"]["text"] for e in events if e["event"] == "message"] == [
+        "Finishing now.",
+        "Not <think>a tag</think> here.",
+    ]
+    assistant = [m for m in fake.requests[1].body["messages"] if m["role"] == "assistant"][0]
+    assert assistant["content"] == "Finishing now."
