@@ -92,6 +92,7 @@ class Transcript:
         self._at_start = True
         self._line_owner: str | None = None
         self._streamed: set[str] = set()  # tasks whose current message was streamed as deltas
+        self._thinking: set[str] = set()  # tasks whose model is streaming its reasoning
         self.usage: dict[str, Any] = {}
 
     # -- output primitives ----------------------------------------------------
@@ -123,6 +124,11 @@ class Transcript:
 
     def event(self, ev: dict[str, Any]) -> None:
         name = ev.get("event", "")
+        tid = ev.get("task_id") or ""
+        if tid in self._thinking and name != "message.reasoning":
+            self._thinking.discard(tid)  # the reasoning ended: what follows starts on its own line
+            if not self._at_start and self._line_owner == tid:
+                self._write(tid, "\n")
         handler = getattr(self, "_on_" + name.replace(".", "_"), None)
         if handler is not None:
             handler(ev.get("task_id") or "", ev.get("data") or {})
@@ -136,6 +142,16 @@ class Transcript:
     def _on_message_delta(self, tid: str, data: dict[str, Any]) -> None:
         self._streamed.add(tid)
         self._write(tid, data.get("text", ""))
+
+    def _on_message_reasoning(self, tid: str, data: dict[str, Any]) -> None:
+        """The model's thinking, dim, after a ``thinking:`` label, before its answer."""
+        text = data.get("text", "")
+        if tid not in self._thinking:
+            self._thinking.add(tid)
+            if not self._at_start:
+                self._write(tid, "\n")
+            text = "thinking: " + text
+        self._write(tid, self.style.dim(text))
 
     def _on_message(self, tid: str, data: dict[str, Any]) -> None:
         if tid not in self._streamed and data.get("text"):
