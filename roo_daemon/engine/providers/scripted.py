@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from roo_daemon.engine.providers import wire_json
 from roo_daemon.engine.providers.base import Chunk, ProviderError, ProviderRequest, TextDelta, ToolCall, Usage
 
 
@@ -81,6 +82,7 @@ class ScriptedProvider:
             if index >= len(turns):
                 raise ProviderError(f"scripted provider {self.name!r}: script has no turn {index + 1}")
             turn = turns[index]
+        turn = wire_json.as_text(turn)  # a script's "\ud800" is model output like a provider's: U+FFFD
         if "error" in turn:
             raise ProviderError(str(turn["error"]))
         text = str(turn.get("text", ""))

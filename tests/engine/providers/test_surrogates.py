@@ -21,6 +21,10 @@ from tests.tasks.helpers import all_events, settle
 def config(tmp_path, fake) -> dict[str, Any]:
     cfg = make_config(tmp_path)
     cfg["providers"]["real"] = fake.profile()
+    cfg["providers"]["odd"] = {
+        "kind": "scripted",
+        "turns": [{"text": "a\ud800b", "tool_calls": [{"name": "attempt_completion", "args": {"result": "r\udfff"}}]}],
+    }
     return cfg
 
 
@@ -65,3 +69,15 @@ def test_wire_json_replaces_only_lone_surrogates() -> None:
     assert wire_json.loads('"\\ud83d\\ude00"') == "\U0001f600"
     assert wire_json.loads('{"\\udc00k": ["a\\ud800", 1, null]}') == {"\ufffdk": ["a\ufffd", 1, None]}
     assert wire_json.loads('"\\\\ud800"') == "\\ud800"  # an escaped backslash: plain ASCII text
+
+
+@pytest.mark.parametrize("fake", ["openai"], indirect=True)
+@pytest.mark.gen_test(timeout=20)
+async def test_a_scripted_turn_is_replaced_the_same_way(api, fake):
+    # A script's YAML can spell "\ud800" too; it is model output like any other.
+    session = await api.session(provider="odd")
+    task = await api.task(session["id"], "Go")
+    done = await settle(api, session["id"], task["id"], "completed")
+    assert done["result"] == "r\ufffd"
+    events = await all_events(api, session["id"], task["id"])
+    assert [e["data"]["text"] for e in events if e["event"] == "message"] == ["a\ufffdb"]
