@@ -38,6 +38,12 @@ from roo_daemon.webhooks.store import CursorStore
 log = logging.getLogger("roo_daemon.webhooks")
 PAGE = 200  # events read from the store at a time, per worker
 STORE_RETRY_SECONDS = 5  # after the store failed a worker's read or write (a full disk)
+
+
+def _discard(chunk: bytes) -> None:
+    """A receiver's answer body, dropped as it arrives."""
+
+
 FAILURE_REASONS = ("http_status", "timeout", "network", "host_refused", "no_secret")
 
 
@@ -309,6 +315,7 @@ class WebhookDispatcher:
             connect_timeout=timeout,
             request_timeout=timeout,
             follow_redirects=False,  # a redirect could lead anywhere; the resolver checks only where we go
+            streaming_callback=_discard,  # only the status matters: a receiver's body is never held in memory
         )
         async with self._slots:
             try:

@@ -92,6 +92,9 @@ async def test_only_the_events_asked_for(api: Api, ctx: Any, receiver: Receiver)
         return await real_events(*args)
 
     ctx.webhooks.cursors.events = counted
+    (worker,) = ctx.webhooks.workers[session["id"]]
+    while not worker.waiting:  # done with the last task's events (its cursor stored)
+        await receiver_pause()
     await run_task(api, session["id"])
     await receiver.wait_for(lambda r: len(r.acked) == 3)
     stored = await session_events(ctx, session["id"])
