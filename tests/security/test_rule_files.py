@@ -132,3 +132,59 @@ async def test_the_provider_never_receives_what_the_workspace_hides(
     assert SECRET not in sent and IGNORED not in sent
     assert "key.md" not in sent  # neither read nor listed
     assert "generated" not in sent  # .gitignore'd: not listed
+
+
+def system_text(fake: FakeProviderServer, n: int = 0) -> str:
+    messages = fake.requests[n].body["messages"]
+    assert messages[0]["role"] == "system"
+    return messages[0]["content"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_provider_receives_rule_files_in_roos_order_and_fallbacks(api: Api, fake: FakeProviderServer) -> None:
+    """Roo's addCustomInstructions: the mode's rules (.roo/rules-{mode}/, else
+    .roorules-{mode}, else .clinerules-{mode}), then AGENTS.md (else AGENT.md)
+    and AGENTS.local.md, then the generic rules (.roo/rules/, else .roorules,
+    else .clinerules); a fallback is read only when what precedes it is absent."""
+    done_turn = Turn(tool_calls=[call("attempt_completion", result="done")])
+    fake.script(done_turn, done_turn)
+    full = await api.session(provider="real")
+    root = Path(full["workspace"])
+    for rel, text in {
+        ".roo/rules-code/b.md": "MODE RULE B",
+        ".roo/rules-code/a.md": "MODE RULE A",
+        ".roorules-code": "LEGACY MODE RULE",
+        "AGENTS.md": "AGENTS RULE",
+        "AGENT.md": "AGENT SINGULAR RULE",
+        "AGENTS.local.md": "LOCAL AGENTS RULE",
+        ".roo/rules/g.md": "GENERIC RULE",
+        ".roorules": "LEGACY GENERIC RULE",
+        ".clinerules": "CLINE GENERIC RULE",
+    }.items():
+        put(root, rel, text)
+    task = await api.task(full["id"], "go")
+    assert (await wait_status(api, full["id"], task["id"], {"completed", "failed"}))["status"] == "completed"
+    prompt = system_text(fake, 0)
+    order = ["MODE RULE A", "MODE RULE B", "AGENTS RULE", "LOCAL AGENTS RULE", "GENERIC RULE"]
+    positions = [prompt.index(text) for text in order]
+    assert positions == sorted(positions), list(zip(order, positions, strict=True))
+    assert "# Rules from rules-code directories:" in prompt
+    assert "# Agent Rules Local (AGENTS.local.md):\nLOCAL AGENTS RULE" in prompt
+    for shadowed in ("LEGACY MODE RULE", "AGENT SINGULAR RULE", "LEGACY GENERIC RULE", "CLINE GENERIC RULE"):
+        assert shadowed not in prompt, shadowed
+
+    # Only the legacy files: .roorules-code for the mode, AGENT.md, .clinerules as the generic fallback.
+    legacy = await api.session(provider="real")
+    root = Path(legacy["workspace"])
+    put(root, ".clinerules-code", "CLINE MODE RULE")
+    put(root, ".roorules-code", "LEGACY MODE RULE")
+    put(root, "AGENT.md", "AGENT SINGULAR RULE")
+    put(root, ".clinerules", "CLINE GENERIC RULE")
+    task = await api.task(legacy["id"], "go")
+    assert (await wait_status(api, legacy["id"], task["id"], {"completed", "failed"}))["status"] == "completed"
+    prompt = system_text(fake, 1)
+    order = ["LEGACY MODE RULE", "AGENT SINGULAR RULE", "CLINE GENERIC RULE"]
+    positions = [prompt.index(text) for text in order]
+    assert positions == sorted(positions), list(zip(order, positions, strict=True))
+    assert "# Rules from .roorules-code:\nLEGACY MODE RULE" in prompt
+    assert "CLINE MODE RULE" not in prompt
