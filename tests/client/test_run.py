@@ -143,3 +143,72 @@ def test_ctrl_c_on_attach_leaves_the_task_running(daemon: Daemon) -> None:
     assert f"reattach with: roo-daemon attach {task['id']}" in child.lines["stderr"][-1]
     assert rest(daemon, "GET", f"/api/v1/sessions/{session['id']}/tasks/{task['id']}")["status"] == "running"
     rest(daemon, "DELETE", f"/api/v1/sessions/{session['id']}/tasks/{task['id']}")
+
+
+def test_a_second_ctrl_c_stops_waiting_and_says_how_to_reattach(daemon: Daemon) -> None:
+    """The first Ctrl-C asks the daemon to cancel and waits for the task's
+    end; a second one stops waiting at once (exit 3) and prints how to
+    reattach. The daemon is frozen in between, so the end cannot arrive first."""
+    child = daemon.start("run", "--provider", "slow", "Take your time")
+    child.expect("stdout", lambda s: "word" in s)
+    tid, sid = task_id_from("\n".join(child.lines["stderr"]))
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        child.proc.send_signal(signal.SIGINT)
+        child.expect("stderr", lambda s: f"cancelling task {tid}" in s)
+        child.proc.send_signal(signal.SIGINT)
+        assert child.wait() == 3
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    assert f"left task {tid} as it is; reattach with: roo-daemon attach {tid}" in child.lines["stderr"][-1]
+    assert "Traceback" not in "\n".join(child.lines["stderr"])
+    # Whether the first Ctrl-C's cancel left the CLI before it exited depends on
+    # the scheduler; either way the task is left as the daemon has it.
+    path = f"/api/v1/sessions/{sid}/tasks/{tid}"
+    if rest(daemon, "GET", path)["status"] == "running":
+        rest(daemon, "DELETE", path)
+    settle(daemon, sid, tid, "cancelled")
+
+
+def test_diffs_are_coloured_when_stdout_is_a_terminal(daemon: Daemon) -> None:
+    """stdout on a pseudo-terminal: the proposed edit's diff has its added
+    lines green and its header bold; NO_COLOR turns colour off again."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    def run_on_a_terminal(ws_name: str, **env: str) -> str:
+        ws = daemon.roots / ws_name
+        ws.mkdir()
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roo_daemon", "run", "--workspace", str(ws), "--provider", "deny-then-done", "x"],
+            env=daemon.env(**env),
+            cwd=daemon.roots,
+            stdin=subprocess.PIPE,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+        )
+        os.close(slave)
+        assert proc.stdin is not None
+        proc.stdin.write(b"n\n")
+        proc.stdin.close()
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+        return b"".join(chunks).decode()
+
+    out = run_on_a_terminal("tty-colour")
+    assert "\x1b[32m+x" in out, out  # the added line, green
+    assert "\x1b[1m+++" in out or "\x1b[1m---" in out, out
+    plain = run_on_a_terminal("tty-no-colour", NO_COLOR="1")
+    assert "+x" in plain and "\x1b[32m" not in plain, plain
