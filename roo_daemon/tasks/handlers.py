@@ -54,7 +54,14 @@ class TaskResponsesHandler(ApiHandler):
     async def post(self, session_id: str, task_id: str) -> None:
         body = self.json_body()
         task = await self.ctx.tasks.respond(
-            self.principal, session_id, task_id, body["ask_id"], body["approve"], body.get("text"), body.get("images")
+            self.principal,
+            session_id,
+            task_id,
+            body["ask_id"],
+            body["approve"],
+            body.get("text"),
+            body.get("images"),
+            suggestion=body.get("suggestion"),
         )
         self.send_json(task.to_resource())
 

@@ -181,7 +181,12 @@ class TaskManager:
         approve: bool,
         text: str | None,
         images: list[str] | None = None,
+        *,
+        suggestion: int | None = None,
     ) -> Task:
+        """Answer the task's pending ask. ``suggestion``: the index of a
+        followup ask's suggestion chosen as the answer (its text; one that
+        names a mode switches the task to it, as in Roo's chat view)."""
         task = await self.get(principal, session_id, task_id)
         run = self.runner.live(task_id)
         if run is None:
@@ -194,6 +199,8 @@ class TaskManager:
                 "(cancel the subtask to stop waiting)",
                 task_status=run.task.status,
             )
+        if suggestion is not None:
+            text = _suggested(pending, ask_id, suggestion, text)
         await run.answer(ask_id, approve, text, images=images)
         return run.task
 
@@ -330,3 +337,17 @@ def message_resource(row: Row, markers: list[tuple[int, int]]) -> dict[str, Any]
     if row.kind != "message":
         out["replaces"] = {"from": 2, "to": doc.get("keep_from", 2) - 1}
     return out
+
+
+def _suggested(pending: dict[str, Any] | None, ask_id: str, index: int, text: str | None) -> str:
+    """The text of the chosen suggestion of a pending followup ask (422 when
+    there is no such suggestion, or ``text`` is given too)."""
+    if text is not None:
+        raise validation_problem([{"pointer": "/body/suggestion", "message": "give either suggestion or text"}])
+    if pending is None or pending.get("id") != ask_id or pending.get("kind") != "followup":
+        raise validation_problem([{"pointer": "/body/suggestion", "message": "only a followup ask has suggestions"}])
+    suggestions = pending.get("suggestions") or []
+    if index >= len(suggestions):
+        message = f"the ask has {len(suggestions)} suggestions (index from 0)"
+        raise validation_problem([{"pointer": "/body/suggestion", "message": message}])
+    return suggestions[index]

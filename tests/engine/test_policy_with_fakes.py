@@ -271,3 +271,79 @@ async def test_mode_restriction_and_subtask_results_are_roos(api: Api, fake: Fak
         "(Markdown files only). Got: main.py",
     }
     assert subtask == f"Subtask {child} completed.\n\nResult:\nsub done"
+
+
+# -- new_task todos, ask_followup_question follow_up --------------------------
+
+
+def offered(request: ReceivedRequest) -> set[str]:
+    """The tool names a request offers (OpenAI ``function.name``, Anthropic ``name``)."""
+    return {t.get("name") or t["function"]["name"] for t in request.body.get("tools") or []}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_choosing_a_suggestion_with_a_mode_switches_to_it(api: Api, fake: FakeProviderServer) -> None:
+    follow_up = [{"text": "Yes, implement it now", "mode": "code"}, {"text": "No, just plan it out", "mode": None}]
+    fake.script(Turn(tool_calls=[call("ask_followup_question", question="Implement?", follow_up=follow_up)]), DONE)
+    s, t = await start(api, mode="architect")
+    waiting = await until(api, s, t, "waiting")
+    ask = waiting["pending_ask"]
+    assert ask["suggestions"] == ["Yes, implement it now", "No, just plan it out"]
+    assert ask["follow_up"] == follow_up
+    path = f"/api/v1/sessions/{s['id']}/tasks/{t['id']}/responses"
+    r = await api.post(path, {"ask_id": ask["id"], "approve": True, "suggestion": 2})
+    assert r.status == 422 and r.json["errors"][0]["pointer"] == "/body/suggestion", r.body
+    r = await api.post(path, {"ask_id": ask["id"], "approve": True, "suggestion": 0})
+    assert r.status == 200, r.body
+    done = await until(api, s, t)
+    assert done["status"] == "completed" and done["mode"] == "code"
+    assert tool_results(fake.requests[1])[-1] == "<user_message>\nYes, implement it now\n</user_message>"
+    assert "execute_command" in offered(fake.requests[1]) and "execute_command" not in offered(fake.requests[0])
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_follow_up_is_required_with_one_to_four_suggestions(api: Api, fake: FakeProviderServer) -> None:
+    five = [{"text": str(i), "mode": None} for i in range(5)]
+    fake.script(
+        Turn(tool_calls=[call("ask_followup_question", question="Which?")]),
+        Turn(tool_calls=[call("ask_followup_question", question="Which?", follow_up=five)]),
+        DONE,
+    )
+    s, t = await start(api)
+    assert (await until(api, s, t))["status"] == "completed"
+    missing, too_many = tool_results(fake.requests[2])
+    assert missing.startswith("Missing value for required parameter 'follow_up'.")
+    assert too_many.startswith("Invalid arguments for ask_followup_question: follow_up")
+    follow_up = next(
+        t for t in fake.requests[0].body["tools"] if (t.get("name") or t["function"]["name"]) == "ask_followup_question"
+    )
+    schema = follow_up.get("input_schema") or follow_up["function"]["parameters"]
+    assert schema["required"] == ["question", "follow_up"]
+    assert (schema["properties"]["follow_up"]["minItems"], schema["properties"]["follow_up"]["maxItems"]) == (1, 4)
+
+
+TODOS = "[ ] write the parser\n[x] plan"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_new_task_accepts_null_todos_and_the_child_sees_its_todos(api: Api, fake: FakeProviderServer) -> None:
+    fake.script(
+        Turn(tool_calls=[call("new_task", mode="code", message="first child", todos=None)]),
+        Turn(tool_calls=[call("attempt_completion", result="first done")]),
+        Turn(tool_calls=[call("new_task", mode="code", message="second child", todos=TODOS)]),
+        Turn(tool_calls=[call("attempt_completion", result="second done")]),
+        DONE,
+    )
+    s, t = await start(api, mode="orchestrator", auto_approve={"subtasks": True})
+    done = await until(api, s, t)
+    assert done["status"] == "completed", done
+    assert len(done["child_task_ids"]) == 2
+    first_child, second_child = fake.requests[1], fake.requests[3]
+    assert "first child" in str(first_child.body["messages"]) and "write the parser" not in str(first_child.body)
+    assert "second child" in str(second_child.body["messages"])
+    assert "write the parser" in str(second_child.body["messages"])  # the child's REMINDERS
+    second = (await api.get(f"/api/v1/sessions/{s['id']}/tasks/{done['child_task_ids'][1]}")).json
+    assert second["todos"] == [
+        {"content": "write the parser", "status": "pending"},
+        {"content": "plan", "status": "completed"},
+    ]

@@ -17,9 +17,27 @@ async def _attempt_completion(ctx: TaskContext, args: dict[str, Any]) -> ToolOut
     return ToolOutcome(args["result"], completed=True)
 
 
+def _suggestions(args: dict[str, Any]) -> list[dict[str, Any]]:
+    """``follow_up`` as Roo's ``{text, mode}`` objects (a plain string is a
+    suggestion without a mode)."""
+    return [
+        {"text": s, "mode": None} if isinstance(s, str) else {"text": s["text"], "mode": s.get("mode") or None}
+        for s in args["follow_up"]
+    ]
+
+
 async def _ask_followup(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
-    suggestions = [s if isinstance(s, str) else s.get("text", "") for s in args.get("follow_up") or []]
-    answer = await ctx.ask("followup", question=args["question"], suggestions=suggestions)
+    """Roo's AskFollowupQuestionTool. Choosing a suggestion that names a mode
+    switches the task to it, as Roo's chat view does on a suggestion click:
+    the answer is that suggestion's text (the API's ``suggestion`` index, the
+    CLI's number, or the text itself)."""
+    follow_up = _suggestions(args)
+    answer = await ctx.ask(
+        "followup", question=args["question"], suggestions=[s["text"] for s in follow_up], follow_up=follow_up
+    )
+    chosen = next((s for s in follow_up if s["text"] == answer.text), None)
+    if chosen is not None and chosen["mode"] and chosen["mode"] in ctx.modes and chosen["mode"] != ctx.task.mode:
+        await ctx.switch_mode(chosen["mode"], "the user chose a suggestion that switches to this mode")
     return ToolOutcome(user_message(answer.text), images=answer.images)  # Roo's toolResult(text, images)
 
 
@@ -73,6 +91,31 @@ async def _update_todo_list(ctx: TaskContext, args: dict[str, Any]) -> ToolOutco
     return ToolOutcome("Todo list updated successfully.")
 
 
+# Roo's native tool descriptions (src/core/prompts/tools/native-tools/).
+ASK_FOLLOWUP_DESCRIPTION = """Ask the user a question to gather additional information needed to complete the task. \
+Use when you need clarification or more details to proceed effectively.
+
+Parameters:
+- question: (required) A clear, specific question addressing the information needed
+- follow_up: (required) A list of 2-4 suggested answers. Suggestions must be complete, actionable answers without \
+placeholders. Optionally include mode to switch modes (code/architect/etc.)
+
+Example: Asking for file path
+{ "question": "What is the path to the frontend-config.json file?", "follow_up": [{ "text": \
+"./src/frontend-config.json", "mode": null }, { "text": "./config/frontend-config.json", "mode": null }, { "text": \
+"./frontend-config.json", "mode": null }] }
+
+Example: Asking with mode switch
+{ "question": "Would you like me to implement this feature?", "follow_up": [{ "text": "Yes, implement it now", \
+"mode": "code" }, { "text": "No, just plan it out", "mode": "architect" }] }"""
+
+NEW_TASK_DESCRIPTION = """Create a new task instance in the chosen mode using your provided message and initial todo \
+list (if required).
+
+CRITICAL: This tool MUST be called alone. Do NOT call this tool alongside other tools in the same message turn. If \
+you need to gather information before delegating, use other tools in a separate turn first, then call new_task by \
+itself in the next turn."""
+
 CONTROL_TOOLS = [
     Tool(
         "attempt_completion",
@@ -89,22 +132,46 @@ CONTROL_TOOLS = [
     Tool(
         "ask_followup_question",
         "control",
-        "Ask the user a question to gather information needed to go on, with suggested answers.",
+        ASK_FOLLOWUP_DESCRIPTION,
         {
             "type": "object",
             "properties": {
-                "question": {"type": "string", "minLength": 1},
+                "question": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Clear, specific question that captures the missing information you need",
+                },
                 "follow_up": {
                     "type": "array",
+                    "description": "Required list of 2-4 suggested responses; each suggestion must be a complete, "
+                    "actionable answer and may include a mode switch",
                     "items": {
                         "anyOf": [
-                            {"type": "string"},
-                            {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "text": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "description": "Suggested answer the user can pick",
+                                    },
+                                    "mode": {
+                                        "type": ["string", "null"],
+                                        "description": "Optional mode slug to switch to if this suggestion is "
+                                        "chosen (e.g., code, architect)",
+                                    },
+                                },
+                                "required": ["text"],
+                                "additionalProperties": False,
+                            },
+                            {"type": "string", "minLength": 1},
                         ]
                     },
+                    "minItems": 1,
+                    "maxItems": 4,
                 },
             },
-            "required": ["question"],
+            "required": ["question", "follow_up"],
             "additionalProperties": False,
         },
         _ask_followup,
@@ -137,13 +204,25 @@ CONTROL_TOOLS = [
     Tool(
         "new_task",
         "modes",
-        "Create a subtask in the given mode with the given instructions; you resume with its result.",
+        NEW_TASK_DESCRIPTION,
         {
             "type": "object",
             "properties": {
-                "mode": {"type": "string", "minLength": 1},
-                "message": {"type": "string", "minLength": 1},
-                "todos": {"type": "string"},
+                "mode": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Slug of the mode to begin the new task in (e.g., code, debug, architect)",
+                },
+                "message": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Initial user instructions or context for the new task",
+                },
+                "todos": {
+                    "type": ["string", "null"],
+                    "description": "Optional initial todo list written as a markdown checklist; required when the "
+                    "workspace mandates todos",
+                },
             },
             "required": ["mode", "message"],
             "additionalProperties": False,
