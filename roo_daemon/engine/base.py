@@ -25,6 +25,7 @@ class Answer:
     approve: bool
     text: str | None = None
     images: list[str] = field(default_factory=list)  # data URLs (a follow-up answer's)
+    expired: bool = False  # given by the ask's expiry (ask_timeouts), not by the client
 
 
 class TaskFailure(Exception):

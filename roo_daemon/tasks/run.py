@@ -179,7 +179,9 @@ class TaskRun:
             return None
         if stored["kind"] == kind:
             self.task.state.pop("answer")
-            return Answer(stored["approve"], stored.get("text"), stored.get("images") or [])
+            return Answer(
+                stored["approve"], stored.get("text"), stored.get("images") or [], bool(stored.get("expired"))
+            )
         if stored["kind"] == "subtask" and kind != "subtask":
             return Answer(True)
         return None
@@ -343,7 +345,14 @@ class TaskRun:
         stored = self.task.state.get("answer") or {}
         future = self._ask_future
         if future is not None and not future.done():
-            future.set_result(Answer(stored.get("approve", False), stored.get("text"), stored.get("images") or []))
+            future.set_result(
+                Answer(
+                    stored.get("approve", False),
+                    stored.get("text"),
+                    stored.get("images") or [],
+                    bool(stored.get("expired")),
+                )
+            )
 
     @property
     def warm(self) -> bool:

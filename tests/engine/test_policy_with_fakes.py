@@ -347,3 +347,17 @@ async def test_new_task_accepts_null_todos_and_the_child_sees_its_todos(api: Api
         {"content": "write the parser", "status": "pending"},
         {"content": "plan", "status": "completed"},
     ]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_expired_followup_takes_the_first_suggestion_without_switching(
+    api: Api, fake: FakeProviderServer
+) -> None:
+    """As Roo's auto-approval timeout: the first suggestion's text answers,
+    but no mode switch (that needs the user's choice or switch_mode)."""
+    follow_up = [{"text": "Yes, implement it now", "mode": "code"}]
+    fake.script(Turn(tool_calls=[call("ask_followup_question", question="Implement?", follow_up=follow_up)]), DONE)
+    s, t = await start(api, mode="architect", ask_timeouts={"followup": 1})
+    done = await until(api, s, t)
+    assert done["status"] == "completed" and done["mode"] == "architect"
+    assert tool_results(fake.requests[1])[-1] == "<user_message>\nYes, implement it now\n</user_message>"

@@ -35,7 +35,9 @@ async def _ask_followup(ctx: TaskContext, args: dict[str, Any]) -> ToolOutcome:
     answer = await ctx.ask(
         "followup", question=args["question"], suggestions=[s["text"] for s in follow_up], follow_up=follow_up
     )
-    chosen = next((s for s in follow_up if s["text"] == answer.text), None)
+    # An expiry's answer (the first suggestion) is no choice: like Roo's
+    # auto-approval timeout it answers without switching modes.
+    chosen = None if answer.expired else next((s for s in follow_up if s["text"] == answer.text), None)
     if chosen is not None and chosen["mode"] and chosen["mode"] in ctx.modes and chosen["mode"] != ctx.task.mode:
         await ctx.switch_mode(chosen["mode"], "the user chose a suggestion that switches to this mode")
     return ToolOutcome(user_message(answer.text), images=answer.images)  # Roo's toolResult(text, images)
