@@ -339,12 +339,15 @@ def message_resource(row: Row, markers: list[tuple[int, int]]) -> dict[str, Any]
     return out
 
 
-def _suggested(pending: dict[str, Any] | None, ask_id: str, index: int, text: str | None) -> str:
+def _suggested(pending: dict[str, Any] | None, ask_id: str, index: int, text: str | None) -> str | None:
     """The text of the chosen suggestion of a pending followup ask (422 when
-    there is no such suggestion, or ``text`` is given too)."""
+    there is no such suggestion, or ``text`` is given too). A stale ask id
+    is left to the answer, which says 409."""
     if text is not None:
         raise validation_problem([{"pointer": "/body/suggestion", "message": "give either suggestion or text"}])
-    if pending is None or pending.get("id") != ask_id or pending.get("kind") != "followup":
+    if pending is None or pending.get("id") != ask_id:
+        return None
+    if pending.get("kind") != "followup":
         raise validation_problem([{"pointer": "/body/suggestion", "message": "only a followup ask has suggestions"}])
     suggestions = pending.get("suggestions") or []
     if index >= len(suggestions):

@@ -361,3 +361,27 @@ async def test_an_expired_followup_takes_the_first_suggestion_without_switching(
     done = await until(api, s, t)
     assert done["status"] == "completed" and done["mode"] == "architect"
     assert tool_results(fake.requests[1])[-1] == "<user_message>\nYes, implement it now\n</user_message>"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_suggestion_answers_only_a_followup_and_not_with_text(api: Api, fake: FakeProviderServer) -> None:
+    fake.script(
+        Turn(tool_calls=[call("execute_command", command="echo hi")]),
+        Turn(tool_calls=[call("ask_followup_question", question="Which?", follow_up=[{"text": "a", "mode": None}])]),
+        DONE,
+    )
+    s, t = await start(api)
+    path = f"/api/v1/sessions/{s['id']}/tasks/{t['id']}/responses"
+    ask = (await until(api, s, t, "waiting"))["pending_ask"]
+    r = await api.post(path, {"ask_id": ask["id"], "approve": True, "suggestion": 0})
+    assert r.status == 422 and "only a followup ask" in r.body.decode(), r.body
+    r = await api.post(path, {"ask_id": "ask_stale", "approve": True, "suggestion": 0})
+    assert r.status == 409, r.body
+    await answer(api, await nth_wait(api, s, t, 1))
+    ask = (await nth_wait(api, s, t, 2))["pending_ask"]
+    r = await api.post(path, {"ask_id": ask["id"], "approve": True, "suggestion": 0, "text": "b"})
+    assert r.status == 422 and "either suggestion or text" in r.body.decode(), r.body
+    r = await api.post(path, {"ask_id": ask["id"], "approve": True, "suggestion": 0})
+    assert r.status == 200, r.body
+    assert (await until(api, s, t))["status"] == "completed"
+    assert tool_results(fake.requests[2])[-1] == "<user_message>\na\n</user_message>"
