@@ -43,8 +43,8 @@ from roo_daemon.engine.providers.base import (
     Usage,
 )
 from roo_daemon.engine.providers.retry import RetryPolicy
-from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated, tool_error
-from roo_daemon.engine.responses import too_many_mistakes
+from roo_daemon.engine.repetition import ASK_MESSAGE, FEEDBACK, RESULT, repeated
+from roo_daemon.engine.responses import too_many_mistakes, tool_error
 from roo_daemon.engine.resume import interrupted_results, resumption, steering
 from roo_daemon.engine.tools import artifacts, background
 from roo_daemon.engine.tools.base import ToolOutcome, ToolRegistry, result_event

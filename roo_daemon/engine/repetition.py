@@ -27,12 +27,6 @@ RESULT = "Tool call repetition limit reached for {}. Please try a different appr
 FEEDBACK = "Tool repetition limit reached. User feedback: {}"
 
 
-def tool_error(error: str) -> str:
-    """Roo's formatResponse.toolError, byte for byte (JSON.stringify's compact form)."""
-    payload = {"status": "error", "message": "The tool execution failed", "error": error}
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
 def repeated(state: dict[str, Any], call: ToolCall, limit: int) -> bool:
     """Count ``call`` against the previous one; True when it is one identical
     call too many (the ``limit``-th repeat: with Roo's default 3, the fourth

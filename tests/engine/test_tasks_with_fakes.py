@@ -209,7 +209,8 @@ async def test_mistake_limit_reached(api: Api, fake: FakeProviderServer) -> None
     assert "You did not use a tool" in str(fake.requests[1].body)
     await answer(api, waiting, text="finish now")
     assert (await until(api, s, t))["status"] == "completed"
-    assert "finish now" in str(fake.requests[4].body)
+    # Roo's formatResponse.tooManyMistakes: the guidance as a JSON status object.
+    assert '{"status":"guidance","feedback":"finish now"}' in str(fake.requests[4].body)
 
 
 @pytest.mark.gen_test(timeout=30)
