@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from roo_daemon.events.merge import LogRow, OrderedFanOut
 from roo_daemon.models import iso
 from roo_daemon.store import Database, EventStore
 from roo_daemon.store.database import WriteFn
@@ -59,10 +60,25 @@ class EventBus:
         self.pruned_through = 0
         self._subscribers: set[Subscriber] = set()
         self.on_append: Any = None  # metrics hook: called with the event name
+        # PostgreSQL: every node's events, merged in seq order (events/merge.py).
+        self._merge: OrderedFanOut | None = None
 
     async def open(self) -> None:
         self.last_seq = await self.store.last_seq()
         self.pruned_through = await self.store.pruned_through()
+        if self.store.assigns_seq:
+            self._merge = OrderedFanOut(
+                self._fan_out, _from_row, self.store.since, self.store.last_seq, fanned=self.last_seq
+            )
+            await self.store.listen(self._merge.notified)
+
+    def _committed(self, event: Event) -> None:
+        """After this node's commit: fan out now, or, on PostgreSQL, once
+        every lower seq (another node's) has gone out."""
+        if self._merge is not None:
+            self._merge.committed(event)
+        else:
+            self._fan_out(event)
 
     def subscribe(self, sub: Subscriber) -> None:
         self._subscribers.add(sub)
@@ -104,7 +120,7 @@ class EventBus:
 
             def fan_out_all() -> None:
                 for e in events:
-                    self._fan_out(e)
+                    self._committed(e)
 
             fut = self.db.write(chain(write, self.store.insert(encoded)), after=fan_out_all)
             fut.add_done_callback(_log_failure)
@@ -114,8 +130,8 @@ class EventBus:
         if write is None:
             # The common case (streamed text, tool events): rows share one
             # statement per commit (each fails alone; the store logs it).
-            return self.store.append((event, row), after=lambda: self._fan_out(event))
-        fut = self.db.write(chain(write, self.store.insert([(event, row)])), after=lambda: self._fan_out(event))
+            return self.store.append((event, row), after=lambda: self._committed(event))
+        fut = self.db.write(chain(write, self.store.insert([(event, row)])), after=lambda: self._committed(event))
         fut.add_done_callback(_log_failure)
         return fut
 
@@ -174,6 +190,12 @@ class EventBus:
         if dropped:
             log.info("pruned %d events; retained from seq %d", dropped, floor + 1)
         return dropped
+
+
+def _from_row(row: LogRow) -> Event:
+    """Another node's event, read from the log."""
+    seq, name, session_id, task_id, owner, frame = row
+    return Event(seq, name, session_id, task_id, owner, frame)
 
 
 def _log_failure(fut: asyncio.Future) -> None:

@@ -33,6 +33,8 @@ import asyncio
 import functools
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -54,6 +56,8 @@ T = TypeVar("T")
 # connection is being made again), and /readyz's probe.
 READ_TIMEOUT_SECONDS = 10.0
 PING_TIMEOUT_SECONDS = 2.0
+
+LISTEN_POLL_SECONDS = 0.5  # how often the listener looks up from waiting (to stop at close)
 
 # Advisory lock keys (one 64-bit namespace per database): taken by the
 # first migration step, and by every transaction that appends events.
@@ -204,6 +208,8 @@ class PgDatabase(Database):
         self._pool: ConnectionPool | None = None
         self._writer_pg: PgConnection | None = None
         self._node_conn: PgConnection | None = None  # holds SOLE_NODE_LOCK while this daemon serves
+        self._listener: threading.Thread | None = None
+        self.writer_pid = 0  # the writer connection's server process: its notifications are this node's
         self.reclaims_space = True  # autovacuum gives space back; nothing for the daemon to do
 
     async def open(self) -> None:
@@ -233,6 +239,7 @@ class PgDatabase(Database):
             c.conn.close()
             raise
         self._writer_pg = c
+        self.writer_pid = c.conn.info.backend_pid
 
     async def claim_sole_node(self) -> None:
         """Until session leases exist, one daemon serves a database: at start
@@ -274,6 +281,7 @@ class PgDatabase(Database):
             if c is not None:
                 c.conn.close()
             self._writer_pg = c = self._connect()
+            self.writer_pid = c.conn.info.backend_pid
         return c
 
     def storage_error(self, exc: BaseException) -> StorageUnavailable | None:
@@ -307,6 +315,45 @@ class PgDatabase(Database):
     async def reclaim(self) -> int:
         return 0  # autovacuum's job on PostgreSQL
 
+    def start_listener(self, channel: str, on_payload: Callable[[int | None], None]) -> None:
+        """LISTEN on ``channel`` in a thread of its own, handing each
+        notification's integer payload to ``on_payload`` on the loop; after
+        a lost connection, it connects again and hands over None (what came
+        meanwhile is unknown: the caller reads the log)."""
+        loop = asyncio.get_running_loop()
+        ready = threading.Event()
+        self._listener = threading.Thread(
+            target=self._listen, args=(channel, on_payload, loop, ready), name="store-listener", daemon=True
+        )
+        self._listener.start()
+        ready.wait(15)  # blocking, but only at start (the first LISTEN), before serving
+
+    def _listen(
+        self, channel: str, on_payload: Callable[[int | None], None], loop: asyncio.AbstractEventLoop, ready: Any
+    ) -> None:
+        first = True
+        while not self.closed:
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {channel}")
+                    if first:
+                        ready.set()
+                        first = False
+                    else:
+                        loop.call_soon_threadsafe(on_payload, None)
+                    while not self.closed:
+                        for note in conn.notifies(timeout=LISTEN_POLL_SECONDS):
+                            if note.pid == self.writer_pid:
+                                continue  # this node's own commit: its callback fans it out
+                            loop.call_soon_threadsafe(on_payload, int(note.payload))
+            except Exception as e:
+                if self.closed or loop.is_closed():
+                    return
+                log.warning("store: the notification listener lost its connection (%s); reconnecting", e)
+                time.sleep(1.0)
+            finally:
+                ready.set()
+
     async def close(self) -> None:
         try:
             await self.flush()
@@ -318,6 +365,8 @@ class PgDatabase(Database):
                 await loop.run_in_executor(self._reader, self._pool.close)
             self._writer.shutdown(wait=True)
             self._reader.shutdown(wait=True)
+            if self._listener is not None:
+                await asyncio.to_thread(self._listener.join, LISTEN_POLL_SECONDS * 4)
 
     def _close_writer(self) -> None:
         for c in (self._writer_pg, self._node_conn):
@@ -336,6 +385,7 @@ def renumber(frame: str, seq: int) -> str:
     return '{"seq":' + str(seq) + frame[frame.index(",") :]
 
 
+EVENTS_CHANNEL = "roo_daemon_events"
 _COPY_EVENTS = "COPY events (seq, event, session_id, task_id, owner, ts, frame) FROM STDIN"
 
 
@@ -365,6 +415,9 @@ def append_events(c: PgConnection, items: list[tuple[Any, EventRow]]) -> None:
     with c.conn.cursor().copy(_COPY_EVENTS) as copy:
         for row in numbered:
             copy.write_row(row)
+    # Delivered to every listening node at commit (not at all on rollback):
+    # the last seq only, far under NOTIFY's 8,000-byte payload limit.
+    c.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, str(last)))
     for (event, _), row in zip(items, numbered, strict=True):
         if event is not None:
             event.seq, event.frame, event.payload = row[0], row[6], row[6].encode()
@@ -393,3 +446,8 @@ class PgEventStore(EventStore):
 
     async def last_seq(self) -> int:
         return await self.db.read(lambda c: c.execute("SELECT last FROM event_seq").fetchone()[0])
+
+    async def listen(self, on_seq: Callable[[int | None], None]) -> None:
+        """Call ``on_seq(last seq)`` on the loop for every commit of events,
+        this node's and the others' (LISTEN on a connection of its own)."""
+        self.db.start_listener(EVENTS_CHANNEL, on_seq)  # type: ignore[attr-defined]

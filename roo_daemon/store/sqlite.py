@@ -261,6 +261,15 @@ class EventStore:
         args.append(limit)
         return await self.db.read(lambda c: c.execute(sql, args).fetchall())
 
+    async def since(self, after: int, limit: int) -> list[tuple[int, str, str | None, str | None, str | None, str]]:
+        """Whole rows (``seq, event, session_id, task_id, owner, frame``) with
+        ``seq > after``, in order: what fan-out needs of another node's events."""
+        sql = "SELECT seq, event, session_id, task_id, owner, frame FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        return await self.db.read(lambda c: c.execute(sql, (after, limit)).fetchall())
+
+    async def listen(self, on_seq: Callable[[int | None], None]) -> None:
+        """Other writers' commits: none on SQLite (one daemon per store)."""
+
     async def prune_floor(self, max_events: int, older_than: float) -> int:
         """The highest seq beyond retention (by count or by age); 0 if none."""
 

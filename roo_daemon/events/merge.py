@@ -1,0 +1,116 @@
+"""Every node's events, fanned out in seq order (the PostgreSQL store).
+
+On PostgreSQL several daemons append to one log, and seq order is commit
+order (docs/postgresql.md). A node learns of its own events when it commits
+them and of the others' through the database's notifications (LISTEN/
+NOTIFY: a transaction that appends events notifies, at its commit, the last
+seq it gave). The events themselves are read from the log by seq, never
+carried in the notification (whose payload PostgreSQL limits to 8,000
+bytes), so a notification lost with a connection costs nothing: the next
+one, or the resync after reconnecting, reads from where fan-out stands.
+
+:class:`OrderedFanOut` keeps the one rule the WebSocket side relies on:
+events are fanned out in seq order, each once. A local event whose seq is
+the next one goes out at once, on the commit's callback (one node alone
+never waits for a read); one that follows a gap (another node committed
+between) waits until the gap is read from the log, which holds it: the
+other node committed first, so its events are visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("roo_daemon.events")
+PAGE = 1000
+RETRY_SECONDS = 1.0
+# A row of the log as EventStore.since returns it: seq, event, session, task, owner, frame.
+LogRow = tuple[int, str, "str | None", "str | None", "str | None", str]
+
+
+class OrderedFanOut:
+    """``fan_out`` sends one event (anything with ``seq``) to the
+    subscribers; ``from_row`` makes one of a :data:`LogRow`; ``read(after,
+    limit)`` pages the log; ``last_seq`` reads the highest seq given."""
+
+    def __init__(
+        self,
+        fan_out: Callable[[Any], None],
+        from_row: Callable[[LogRow], Any],
+        read: Callable[[int, int], Awaitable[list[LogRow]]],
+        last_seq: Callable[[], Awaitable[int]],
+        fanned: int,
+    ) -> None:
+        self._fan_out = fan_out
+        self._from_row = from_row
+        self._read = read
+        self._last_seq = last_seq
+        self.fanned = fanned  # every event up to here went out (or was pruned)
+        self._target = fanned  # the highest seq known committed
+        self._local: dict[int, Any] = {}  # this node's committed events waiting for a gap to be read
+        self._catching: asyncio.Task | None = None
+        self._resync = False
+
+    def committed(self, event: Any) -> None:
+        """This node committed ``event`` (the store's post-commit callback)."""
+        if event.seq <= self.fanned:
+            return  # a notification got it read from the log first
+        self._local[event.seq] = event
+        self._target = max(self._target, event.seq)
+        self._advance()
+
+    def notified(self, seq: int | None) -> None:
+        """Some node committed events through ``seq``; None: notifications
+        may have been lost (the listener reconnected), find out from the log."""
+        if seq is None:
+            self._resync = True
+        elif seq <= self._target:
+            return
+        else:
+            self._target = seq
+        self._advance()
+
+    def _advance(self) -> None:
+        self._send_local()
+        if (self.fanned < self._target or self._resync) and self._catching is None:
+            self._catching = asyncio.get_running_loop().create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        """Read what is missing from the log, in order, and fan it out,
+        merged with this node's own events waiting behind the gap."""
+        try:
+            while True:
+                if self._resync:
+                    self._resync = False
+                    self._target = max(self._target, await self._last_seq())
+                if self.fanned >= self._target:
+                    return
+                rows = await self._read(self.fanned, PAGE)
+                if not rows:
+                    # Committed but not visible yet cannot happen (a notification
+                    # comes after its commit); so it was pruned meanwhile.
+                    log.warning("events %d..%d are gone from the log before fan-out", self.fanned + 1, self._target)
+                    self.fanned = self._target
+                    return
+                for seq, name, session_id, task_id, owner, frame in rows:
+                    if seq <= self.fanned:
+                        continue  # went out meanwhile (this node's own, without a gap)
+                    event = self._local.pop(seq, None) or self._from_row((seq, name, session_id, task_id, owner, frame))
+                    self.fanned = seq
+                    self._target = max(self._target, seq)
+                    self._fan_out(event)
+                self._send_local()
+        except Exception:
+            log.exception("reading events from the log for fan-out failed; retrying in %s s", RETRY_SECONDS)
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self._advance)
+        finally:
+            self._catching = None
+
+    def _send_local(self) -> None:
+        """This node's events that come next, at once."""
+        while (event := self._local.pop(self.fanned + 1, None)) is not None:
+            self.fanned = event.seq
+            self._fan_out(event)
