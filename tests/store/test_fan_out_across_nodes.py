@@ -92,7 +92,7 @@ async def test_a_node_alone_fans_out_at_commit_and_follows_another_after_a_lost_
         try:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' "
-                "AND pid <> pg_backend_pid()"
+                "AND datname = current_database() AND pid <> pg_backend_pid()"
             )
         finally:
             conn.conn.close()
