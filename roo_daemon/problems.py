@@ -100,13 +100,15 @@ class StorageUnavailable(Problem):
     The store raises it itself (``store.database.storage_error``), so every
     path that writes (REST handlers, WebSocket ops, tasks) reports the same
     problem without a mapping of its own; a WebSocket op gets an ``error``
-    frame with code ``storage-unavailable``."""
+    frame with code ``storage-unavailable``. ``retry`` says when to send
+    again (the PostgreSQL store: once the database is back)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, retry: str = "once the disk has room") -> None:
         super().__init__(
             503,
-            f"the daemon cannot write its store ({reason}); nothing was stored, retry once the disk has room",
+            f"the daemon cannot write its store ({reason}); nothing was stored, retry {retry}",
             slug="storage-unavailable",
             headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
         )
         self.reason = reason
+        self.retry = retry

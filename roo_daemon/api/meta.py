@@ -26,7 +26,7 @@ class ReadyHandler(ApiHandler):
         # Reads working is not enough: not ready while writes fail (a full disk).
         failure = await self.ctx.db.check_writable()
         if failure is not None:
-            raise StorageUnavailable(failure.reason)
+            raise StorageUnavailable(failure.reason, failure.retry)
         self.send_json({"status": "ready"})
 
 

@@ -134,6 +134,9 @@ _STORAGE_STATES = {
 }
 
 
+_RETRY = "once the database takes writes again"
+
+
 def pg_storage_error(exc: BaseException) -> StorageUnavailable | None:
     """A :class:`StorageUnavailable` if ``exc`` (or what it was raised while
     handling) says the database cannot be written or reached, else None."""
@@ -144,9 +147,9 @@ def pg_storage_error(exc: BaseException) -> StorageUnavailable | None:
         if isinstance(seen, psycopg.Error):
             state = seen.sqlstate or ""
             if state in _STORAGE_STATES:
-                return StorageUnavailable(_STORAGE_STATES[state])
+                return StorageUnavailable(_STORAGE_STATES[state], _RETRY)
             if state.startswith("08") or isinstance(seen, psycopg.OperationalError) and not state:
-                return StorageUnavailable("the database cannot be reached")
+                return StorageUnavailable("the database cannot be reached", _RETRY)
         seen = seen.__context__
     return None
 
@@ -223,7 +226,7 @@ class PgDatabase(Database):
             self._reader.shutdown(wait=False)
             if failure is None:
                 raise
-            raise StorageUnavailable(f"{failure.reason} ({_first_line(e)})") from None
+            raise StorageUnavailable(f"{failure.reason} ({_first_line(e)})", _RETRY) from None
 
     def _connect(self) -> PgConnection:
         return PgConnection(psycopg.connect(self.dsn, autocommit=True, connect_timeout=10))

@@ -43,6 +43,7 @@ async def test_readyz_follows_the_database(api: Api, own_server: Any) -> None:
     assert time.monotonic() - started < 8  # the probe's own timeout, not the pool's wait
     r = await api.post("/api/v1/sessions", {})
     assert r.status == 503 and r.json["type"].endswith("storage-unavailable")
+    assert r.json["detail"].endswith("retry once the database takes writes again"), r.json
 
     own_server.start()
     deadline = time.monotonic() + 30
