@@ -76,6 +76,9 @@ class TaskRun:
         self.started = 0.0
         self._ask_future: asyncio.Future[Answer] | None = None
         self._answering = False  # an answer's write is in flight
+        # Set while a transition's write is on its way: memory already shows
+        # the new state (a GET sees "waiting" and the ask), the store not yet.
+        self._storing: asyncio.Event | None = None
         self._store_error: BaseException | None = None
         self._taken: set[int] = set()  # inbox messages given to the model
         # A task created by this process and never started has nothing stored
@@ -256,6 +259,7 @@ class TaskRun:
         events = [e for e in (first, ("task.status", data), also) if e is not None]
         if expect is None:
             self.runner.status_changed(old, status)
+            storing = self._storing = asyncio.Event()
         try:
             await self.runner.bus.publish(*events[0], write=write, also=events[1:], **self._ids())
         except BaseException:
@@ -264,6 +268,11 @@ class TaskRun:
                 for key, value in saved.items():
                     setattr(self.task, key, value)
             raise
+        finally:
+            if expect is None:
+                storing.set()
+                if self._storing is storing:
+                    self._storing = None
         if expect is not None:
             self.runner.status_changed(old, status)
 
@@ -294,6 +303,10 @@ class TaskRun:
         one given as the daemon restarts) exactly one is applied, and a
         failed write leaves the task waiting, answerable again. The task then
         takes a slot (``running``) or queues for one (``queued``)."""
+        while self._storing is not None:
+            # The ask a client saw may not be stored yet: the compare-and-set
+            # below would meet the old row and refuse a valid answer.
+            await self._storing.wait()
         pending = self.task.pending_ask
         if pending is None or self.task.status != "waiting" or self._answering:
             raise Problem(

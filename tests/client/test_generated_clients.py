@@ -48,7 +48,8 @@ def wait(status):
 
 waiting = wait("waiting")
 answer = AskResponse(ask_id=waiting.pending_ask.id, approve=True)
-assert isinstance(respond_to_ask.sync(session.id, task.id, client=client, body=answer), Task)
+answered = respond_to_ask.sync_detailed(session.id, task.id, client=client, body=answer)
+assert isinstance(answered.parsed, Task), (answered.status_code, answered.content)
 done = wait("completed")
 assert done.result == "Created hello.txt with a greeting.", done.result
 assert done.limits.max_cost_usd is None and done.limits.max_requests == 100

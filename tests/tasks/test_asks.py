@@ -276,3 +276,40 @@ async def test_ask_events_arrive_live_over_the_websocket(api, base_url):
         await ws.recv_until(status_is("completed"))
     finally:
         ws.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_answer_while_the_ask_is_being_stored_waits_for_it(api, ctx, monkeypatch):
+    """The task shows ``waiting`` with its ask as soon as it asks, while the
+    ask's write is still on its way to the store. An answer in that window
+    used to meet the store's compare-and-set on the old row and get 409
+    "answered already" (seen as a flaky 409 by a fast generated client); it
+    now waits for the ask's write, then applies."""
+    release = asyncio.Event()
+    real = ctx.bus.publish
+
+    def slow_ask_write(name, data, **kwargs):  # publish returns a future its callers may add callbacks to
+        if not (name == "task.status" and data.get("status") == "waiting"):
+            return real(name, data, **kwargs)
+
+        async def later():
+            await release.wait()
+            return await real(name, data, **kwargs)
+
+        return asyncio.ensure_future(later())
+
+    monkeypatch.setattr(ctx.bus, "publish", slow_ask_write)
+    session = await api.session()
+    task = await api.task(session["id"], "create hello.txt")
+    while True:  # the task as a client sees it (no event says "waiting" yet: it is not stored)
+        waiting = (await api.get(task_path(session["id"], task["id"]))).json
+        if waiting["status"] == "waiting":
+            break
+        await asyncio.sleep(0.01)
+    answering = asyncio.ensure_future(answer(api, session["id"], task["id"], waiting["pending_ask"]["id"], True))
+    await asyncio.sleep(0.2)  # the answer is in before the ask is stored
+    release.set()
+    r = await answering
+    assert r.status == 200, r.body
+    done = await wait_status(api, session["id"], task["id"], {"completed"})
+    assert done["result"] == "Created hello.txt with a greeting."
