@@ -71,7 +71,18 @@ async def test_a_denied_call_is_not_made(api: Api, fake: FakeProviderServer) -> 
     assert (await until(api, s, t))["status"] == "completed"
     res = results(await all_events(api, s["id"], t["id"]))
     assert res[0]["is_error"] and "not now" in res[0]["content"]
-    assert "3.0" not in str(fake.requests[1].body)
+    # The call was not made: no tool result the model gets holds its sum. (Only
+    # the tool results: the environment details after them hold a time and a cost.)
+    results_sent = [str(m["content"]) for m in fake.requests[1].body["messages"] if "tool" in str(m.get("role"))]
+    results_sent += [
+        str(block)
+        for m in fake.requests[1].body["messages"]
+        if isinstance(m.get("content"), list)
+        for block in m["content"]
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    ]
+    assert results_sent and any("not now" in r for r in results_sent), results_sent
+    assert not any("3.0" in r for r in results_sent), results_sent
 
 
 @pytest.mark.mcp(servers={"demo": demo(alwaysAllow=["add"])})
