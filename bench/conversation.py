@@ -37,11 +37,18 @@ from roo_daemon.models import Session, Task, new_id, now_iso  # noqa: E402
 
 
 def script(turns: int) -> list[dict[str, Any]]:
-    todo = {"name": "update_todo_list", "args": {"todos": "[x] one step of a long task\n[ ] the next step"}}
-    turn = {"text": "Working on the next step of the task. " * 4, "tool_calls": [todo]}
-    turn["usage"] = {"tokens_in": 5000, "tokens_out": 50, "cost_usd": 0.0}
+    def turn(n: int) -> dict[str, Any]:
+        # Each call differs (the step number): identical calls in a row would
+        # trip Roo's tool-repetition detector, and the task would stop to ask.
+        todo = {"name": "update_todo_list", "args": {"todos": f"[x] step {n} of a long task\n[ ] step {n + 1}"}}
+        return {
+            "text": "Working on the next step of the task. " * 4,
+            "tool_calls": [todo],
+            "usage": {"tokens_in": 5000, "tokens_out": 50, "cost_usd": 0.0},
+        }
+
     done = {"tool_calls": [{"name": "attempt_completion", "args": {"result": "done"}}]}
-    return [turn] * turns + [done]
+    return [turn(n) for n in range(turns)] + [done]
 
 
 async def run(turns: int) -> dict[str, Any]:
