@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.contract import spec
-from tests.needs import missing
+from tests.dashboard.browser import chromium
 
 pytestmark = pytest.mark.slow
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    missing("no headless Chromium (.ci/run installs Debian's chromium)")
 
 
 @pytest.mark.gen_test(timeout=120)
