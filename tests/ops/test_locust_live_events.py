@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.needs import module_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# locust comes with the load extra, which .ci/run installs for the slow suite only.
+pytestmark = pytest.mark.slow
 
 # Run in a child: importing locust monkey-patches the process (gevent).
 CHECK = """
