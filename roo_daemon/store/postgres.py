@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -64,6 +65,16 @@ LISTEN_POLL_SECONDS = 0.5  # how often the listener looks up from waiting (to st
 MIGRATION_LOCK = 0x726F6F646D6967  # "roodmig"
 EVENT_SEQ_LOCK = 0x726F6F64736571  # "roodseq"
 SOLE_NODE_LOCK = 0x726F6F646E6F64  # "roodnod": held by the one daemon serving the database
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """A LISTENed channel: who gets its notifications, and how."""
+
+    on_payload: Callable[[Any], None]
+    convert: Callable[[str], Any]
+    skip_own: bool
+    ready: threading.Event
 
 
 class DatabaseInUse(Exception):
@@ -211,7 +222,10 @@ class PgDatabase(Database):
         self._pool: ConnectionPool | None = None
         self._writer_pg: PgConnection | None = None
         self._node_conn: PgConnection | None = None  # holds SOLE_NODE_LOCK while this daemon serves
-        self._listener: threading.Thread | None = None
+        self._listener: threading.Thread | None = None  # one thread and connection for every channel
+        self._channels: dict[str, _Channel] = {}
+        self._listen_lock = threading.Lock()
+        self.listener_pid = 0  # the listener connection's server process (tests cut it)
         self.writer_pid = 0  # the writer connection's server process: its notifications are this node's
         self.reclaims_space = True  # autovacuum gives space back; nothing for the daemon to do
 
@@ -318,44 +332,65 @@ class PgDatabase(Database):
     async def reclaim(self) -> int:
         return 0  # autovacuum's job on PostgreSQL
 
-    def start_listener(self, channel: str, on_payload: Callable[[int | None], None]) -> None:
-        """LISTEN on ``channel`` in a thread of its own, handing each
-        notification's integer payload to ``on_payload`` on the loop; after
-        a lost connection, it connects again and hands over None (what came
-        meanwhile is unknown: the caller reads the log)."""
+    async def listen(
+        self,
+        channel: str,
+        on_payload: Callable[[Any], None],
+        *,
+        convert: Callable[[str], Any] = int,
+        skip_own: bool = True,
+    ) -> None:
+        """LISTEN on ``channel``: each notification's payload, through
+        ``convert``, is handed to ``on_payload`` on the loop. After a lost
+        connection the listener connects again and hands over None (what
+        came meanwhile is unknown: the caller reads what it missed).
+        ``skip_own``: drop the notifications of this node's own writer
+        connection (the event log: its own commits it knows at once).
+
+        Every channel shares ONE connection and thread (a connection per
+        channel would cost each node one more of the server's connections
+        per channel): the thread LISTENs on a channel added later within
+        ``LISTEN_POLL_SECONDS``; this returns once it does (waited for off
+        the loop)."""
         loop = asyncio.get_running_loop()
         ready = threading.Event()
-        self._listener = threading.Thread(
-            target=self._listen, args=(channel, on_payload, loop, ready), name="store-listener", daemon=True
-        )
-        self._listener.start()
-        ready.wait(15)  # blocking, but only at start (the first LISTEN), before serving
+        with self._listen_lock:
+            self._channels[channel] = _Channel(on_payload, convert, skip_own, ready)
+            if self._listener is None:
+                self._listener = threading.Thread(target=self._listen, args=(loop,), name="store-listener", daemon=True)
+                self._listener.start()
+        await asyncio.to_thread(ready.wait, 15)
 
-    def _listen(
-        self, channel: str, on_payload: Callable[[int | None], None], loop: asyncio.AbstractEventLoop, ready: Any
-    ) -> None:
-        first = True
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        heard: set[str] = set()  # channels listened on an earlier connection
         while not self.closed:
+            listening: set[str] = set()
             try:
                 with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
-                    conn.execute(f"LISTEN {channel}")
-                    if first:
-                        ready.set()
-                        first = False
-                    else:
-                        loop.call_soon_threadsafe(on_payload, None)
+                    self.listener_pid = conn.info.backend_pid
                     while not self.closed:
+                        with self._listen_lock:
+                            new = {name: ch for name, ch in self._channels.items() if name not in listening}
+                        for name, ch in new.items():
+                            conn.execute(f"LISTEN {name}")
+                            listening.add(name)
+                            if name in heard:
+                                loop.call_soon_threadsafe(ch.on_payload, None)
+                            heard.add(name)
+                            ch.ready.set()
                         for note in conn.notifies(timeout=LISTEN_POLL_SECONDS):
-                            if note.pid == self.writer_pid:
-                                continue  # this node's own commit: its callback fans it out
-                            loop.call_soon_threadsafe(on_payload, int(note.payload))
+                            ch = self._channels.get(note.channel)
+                            if ch is None or ch.skip_own and note.pid == self.writer_pid:
+                                continue  # the event log: this node's own commit, fanned out by its callback
+                            loop.call_soon_threadsafe(ch.on_payload, ch.convert(note.payload))
             except Exception as e:
                 if self.closed or loop.is_closed():
                     return
                 log.warning("store: the notification listener lost its connection (%s); reconnecting", e)
                 time.sleep(1.0)
             finally:
-                ready.set()
+                for ch in list(self._channels.values()):
+                    ch.ready.set()  # a caller waiting at start goes on; the next connection listens
 
     async def close(self) -> None:
         try:
@@ -453,4 +488,4 @@ class PgEventStore(EventStore):
     async def listen(self, on_seq: Callable[[int | None], None]) -> None:
         """Call ``on_seq(last seq)`` on the loop for every commit of events,
         this node's and the others' (LISTEN on a connection of its own)."""
-        self.db.start_listener(EVENTS_CHANNEL, on_seq)  # type: ignore[attr-defined]
+        await self.db.listen(EVENTS_CHANNEL, on_seq)  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Version N's statements turn version N-1 into N.
 MIGRATIONS: dict[int, str] = {
@@ -71,6 +71,22 @@ CREATE TABLE webhook_cursors (
     doc TEXT NOT NULL,
     PRIMARY KEY (session_id, hook_id)
 );
+""",
+    # Hand-off (roo_daemon/cluster/handoff.py): a request for a session
+    # another node owns, stored by the node that took it for the owner to
+    # claim, run, and answer in ``reply``. Used on PostgreSQL only; SQLite
+    # has it too so the two schemas stay one.
+    5: """
+CREATE TABLE node_requests (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    claimed_by TEXT,
+    reply TEXT
+);
+CREATE INDEX node_requests_unclaimed ON node_requests (created_at) WHERE claimed_by IS NULL;
 """,
 }
 
