@@ -43,7 +43,7 @@ from common import ROOT, machine
 sys.path.insert(0, str(ROOT))
 
 from roo_daemon.engine.tools import default_registry  # noqa: E402
-from roo_daemon.engine.tools.files import BINARY_SNIFF_BYTES, Target, _locate, looks_binary  # noqa: E402
+from roo_daemon.engine.tools.fileio import BINARY_SNIFF_BYTES, Target, _locate, looks_binary  # noqa: E402
 from roo_daemon.engine.tools.search import _FileHits, format_results  # noqa: E402
 from roo_daemon.engine.workspace import WalkRules, walk  # noqa: E402
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from roo_daemon.engine.command_shell import SHELL
 from roo_daemon.engine.modes import Mode
 from roo_daemon.engine.rules import ROOIGNORE_INSTRUCTIONS, custom_instructions
-from roo_daemon.engine.tools.files import Target, list_text
+from roo_daemon.engine.tools.fileio import Target
+from roo_daemon.engine.tools.listing import list_text
 from roo_daemon.engine.workspace import RooIgnore
 
 __all__ = ["ROOIGNORE_INSTRUCTIONS", "custom_instructions", "system_prompt", "workspace_listing"]

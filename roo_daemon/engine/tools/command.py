@@ -45,7 +45,7 @@ from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, SandboxUnavailable,
 from roo_daemon.engine.tools import background
 from roo_daemon.engine.tools.artifacts import Artifact, format_size
 from roo_daemon.engine.tools.base import Tool, ToolDenied, ToolError, ToolOutcome
-from roo_daemon.engine.tools.files import in_thread
+from roo_daemon.engine.tools.fileio import in_thread
 from roo_daemon.engine.workspace import PathEscape, RooIgnore, relative_posix, resolve_inside
 
 FLUSH_BYTES = 4096

@@ -16,7 +16,7 @@ from typing import Any
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.tools.artifacts import artifact_path
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
-from roo_daemon.engine.tools.files import in_thread
+from roo_daemon.engine.tools.fileio import in_thread
 from roo_daemon.engine.tools.ripgrep import DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT, Ripgrep, find_rg
 
 DEFAULT_LIMIT = 40 * 1024  # Roo's DEFAULT_LIMIT

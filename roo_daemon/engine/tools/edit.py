@@ -16,7 +16,7 @@ from typing import Any
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
 from roo_daemon.engine.tools.diff_match import Block, DiffFailure, DiffFormatError, apply_blocks, parse_blocks
-from roo_daemon.engine.tools.files import (
+from roo_daemon.engine.tools.fileio import (
     BINARY_SNIFF_BYTES,
     approves_write,
     in_thread,

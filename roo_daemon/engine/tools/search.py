@@ -33,7 +33,7 @@ from typing import Any
 
 from roo_daemon.engine.base import TaskContext
 from roo_daemon.engine.tools.base import Tool, ToolError, ToolOutcome
-from roo_daemon.engine.tools.files import Target, approves, in_thread, locate
+from roo_daemon.engine.tools.fileio import Target, approves, in_thread, locate
 from roo_daemon.engine.tools.ripgrep import DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT, Record, Ripgrep, find_rg
 from roo_daemon.engine.workspace import GitIgnoreChain, quoted, shown
 
