@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 DSN_ENV = "ROO_CLUSTER_TEST_DSN"  # the DSN reaches the nodes through their environment, as in production
 LEASE_SECONDS = 3
+HANDOFF_TIMEOUT = 10  # a request for a dead owner's session waits this long for a claim, then 503
 START_TIMEOUT = 60.0  # a node starting while others are busy on 2 shared cores
 DEADLINE = 60.0  # the patience of every wait: generous, never asserted
 
@@ -156,6 +157,8 @@ class Cluster:
             cfg["cluster"] = {"node_id": name}
             if "cluster.lease_seconds" in keys:
                 cfg["cluster"]["lease_seconds"] = self.lease_seconds
+            if "cluster.handoff_timeout_seconds" in keys:
+                cfg["cluster"]["handoff_timeout_seconds"] = HANDOFF_TIMEOUT
         for section, values in sections.items():
             cfg.setdefault(section, {}).update(values)
         return cfg
