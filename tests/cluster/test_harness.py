@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.harness import Cluster, Node, Recorder, wait_task
+from tests.tasks.helpers import all_events
 
 
 @pytest.mark.gen_test(timeout=180)
@@ -24,6 +25,8 @@ async def test_a_node_runs_a_task_on_the_shared_database(cluster: Cluster) -> No
         assert done["result"] == "ok"
         await rec.wait_for(lambda f: f["event"] == "task.completed", "task.completed on the WebSocket")
         rec.assert_in_order_once()
+        stored = await all_events(a.api, session["id"], task["id"])
+        assert [f for f in rec.events() if f.get("task_id") == task["id"]] == stored  # what the cluster tests compare
     finally:
         rec.close()
     # The node's state is in the database: a restart of the node (same id,
