@@ -21,12 +21,14 @@ pytestmark = pytest.mark.slow
 
 KEY = "dashboard-browser-test-key"
 STREAMED = "Streaming this answer slowly, a few characters at a time, as a real model would."
+THOUGHT = "First, think about where hello.txt goes."
 SLOW_WRITE = {
     "kind": "scripted",
     "chunk_chars": 8,
     "delta_ms": 40,
     "turns": [
         {
+            "reasoning": THOUGHT,
             "text": STREAMED,
             "tool_calls": [{"name": "write_to_file", "args": {"path": "hello.txt", "content": "hello\n"}}],
             "usage": {"tokens_in": 321, "tokens_out": 45, "cost_usd": 0.0123},
@@ -86,6 +88,9 @@ async def test_dashboard_follows_and_steers_a_task(http_server: Any, base_url: s
         await browser.wait(f"({text}).length > 0")
         assert STREAMED.startswith(await browser.eval(text))
         await browser.wait(f"({text}) === {q(STREAMED)}")
+        # The model's thinking streamed first, in a block of its own.
+        thought = "Array.from(document.querySelectorAll('#transcript .ev-reasoning')).map(e => e.textContent)"
+        assert await browser.eval(thought) == [THOUGHT]
 
         # It waits for approval: the ask shows its diff and buttons. Meanwhile
         # the daemon drops every WebSocket: the page reconnects and resumes.
@@ -125,6 +130,12 @@ async def test_dashboard_follows_and_steers_a_task(http_server: Any, base_url: s
         changed = (await api.get(f"/api/v1/sessions/{session['id']}")).json
         assert changed["auto_approve"]["write"] is True
         assert "write" in await browser.eval("document.getElementById('session-meta').textContent")
+        protected = "document.querySelector('#auto-approve input[data-policy=\"write_protected\"]')"
+        assert await browser.eval(f"{protected}.checked") is False
+        await browser.eval(f"{protected}.click(); true")
+        await browser.wait(f"{protected}.checked && !{protected}.disabled")
+        changed = (await api.get(f"/api/v1/sessions/{session['id']}")).json
+        assert changed["auto_approve"]["write_protected"] is True
 
         problems = [p for p in browser.problems if "401" not in json.dumps(p)]  # the first, keyless, request
         assert not problems, problems

@@ -313,6 +313,7 @@
   // -- one task -----------------------------------------------------------------
 
   let streamed = null; // the assistant block text deltas are going into
+  let thinking = null; // the block the turn's reasoning deltas are going into
 
   async function selectTask(taskId) {
     state.taskId = taskId;
@@ -320,6 +321,7 @@
     writeHash();
     if (transcript) transcript.close();
     streamed = null;
+    thinking = null;
     $("transcript").replaceChildren();
     $("diff").textContent = "";
     $("diff-box").open = false;
@@ -470,12 +472,20 @@
         streamed.append(document.createTextNode(d.text || ""));
         streamed.dataset.seq = String(frame.seq);
         break;
+      case "message.reasoning":
+        // The model's thinking: shown apart from its answer, in its own block.
+        if (!thinking) thinking = line(frame, "ev-reasoning");
+        thinking.append(document.createTextNode(d.text || ""));
+        thinking.dataset.seq = String(frame.seq);
+        break;
       case "message":
         if (!streamed && d.text) line(frame, "ev-assistant", d.text);
         streamed = null;
+        thinking = null;
         break;
       case "message.reset":
         if (streamed) streamed.textContent = "";
+        if (thinking) thinking.textContent = "";
         break;
       case "message.user":
         streamed = null;

@@ -4,6 +4,7 @@ Deterministic and offline, for demos and tests; it is labelled
 ``provider_kind: scripted`` on every session, task and message it touches.
 Turn *n* of the script answers the *n*-th request of a task. A turn may hold:
 
+``reasoning``   the model's thinking, streamed as reasoning deltas first
 ``text``        streamed as deltas of ``chunk_chars`` characters
 ``tool_calls``  ``[{name, args}]``, sent after the text
 ``usage``       ``{tokens_in, tokens_out, cache_reads, cache_writes, cost_usd}``
@@ -30,7 +31,15 @@ from typing import Any
 import yaml
 
 from roo_daemon.engine.providers import wire_json
-from roo_daemon.engine.providers.base import Chunk, ProviderError, ProviderRequest, TextDelta, ToolCall, Usage
+from roo_daemon.engine.providers.base import (
+    Chunk,
+    ProviderError,
+    ProviderRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
 
 
 class ScriptedProvider:
@@ -85,12 +94,13 @@ class ScriptedProvider:
         turn = wire_json.as_text(turn)  # a script's "\ud800" is model output like a provider's: U+FFFD
         if "error" in turn:
             raise ProviderError(str(turn["error"]))
-        text = str(turn.get("text", ""))
-        for start in range(0, len(text), self.chunk_chars):
-            if self.delta_seconds:
-                await asyncio.sleep(self.delta_seconds)
-            yield TextDelta(text[start : start + self.chunk_chars])
-            await asyncio.sleep(0)  # let other tasks run between deltas, as a network stream would
+        for kind, key in ((ReasoningDelta, "reasoning"), (TextDelta, "text")):
+            text = str(turn.get(key, ""))
+            for start in range(0, len(text), self.chunk_chars):
+                if self.delta_seconds:
+                    await asyncio.sleep(self.delta_seconds)
+                yield kind(text[start : start + self.chunk_chars])
+                await asyncio.sleep(0)  # let other tasks run between deltas, as a network stream would
         if turn.get("hang"):
             await asyncio.Event().wait()
         for i, call in enumerate(turn.get("tool_calls") or []):

@@ -28,6 +28,17 @@ def config(tmp_path, fake) -> dict[str, Any]:
     else:
         options |= {"reasoning_effort": "high"}
     cfg["providers"]["thinker"] = fake.profile(**options)
+    cfg["providers"]["scripted_thinker"] = {
+        "kind": "scripted",
+        "chunk_chars": 16,
+        "turns": [
+            {
+                "reasoning": THOUGHT,
+                "text": "Done.",
+                "tool_calls": [{"name": "attempt_completion", "args": {"result": "ok"}}],
+            }
+        ],
+    }
     return cfg
 
 
@@ -142,3 +153,17 @@ async def test_think_tags_at_the_start_of_the_text_are_reasoning_as_roo_reads_th
     ]
     assistant = [m for m in fake.requests[1].body["messages"] if m["role"] == "assistant"][0]
     assert assistant["content"] == "Finishing now."
+
+
+@pytest.mark.parametrize("fake", ["openai"], indirect=True)
+@pytest.mark.gen_test(timeout=20)
+async def test_a_scripted_turn_streams_its_reasoning_before_its_text(api, fake):
+    # For demos and the dashboard's tests: a script can think too.
+    session = await api.session(provider="scripted_thinker")
+    task = await api.task(session["id"], "Go")
+    await settle(api, session["id"], task["id"], "completed")
+    events = await all_events(api, session["id"], task["id"])
+    assert reasoning_text(events) == THOUGHT
+    names = [e["event"] for e in events]
+    assert names.index("message.delta") > max(i for i, n in enumerate(names) if n == "message.reasoning")
+    assert [e["data"]["text"] for e in events if e["event"] == "message"] == ["Done."]
