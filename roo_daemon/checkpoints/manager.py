@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roo_daemon.auth import Principal
 from roo_daemon.checkpoints.diffs import FILES_CAP
@@ -28,6 +28,9 @@ from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.models import Session, new_id, now_iso
 from roo_daemon.pagination import decode_cursor, encode_cursor
 from roo_daemon.problems import Problem, not_found
+
+if TYPE_CHECKING:
+    from roo_daemon.cluster.remote import Remote
 
 log = logging.getLogger("roo_daemon.checkpoints")
 GC_EVERY = 200  # checkpoints in one repository between background `git gc --auto` runs
@@ -54,6 +57,9 @@ class CheckpointManager:
         self._with_checkpoints: set[str] = set()  # tasks known to have one (the next is not their first)
         self._saving: set[asyncio.Future] = set()
         self._since_gc: dict[str, int] = {}
+        # Several nodes (PostgreSQL): a restore in a session another node
+        # owns (its workspace, its shadow repository) is run by that node.
+        self.remote: Remote | None = None
 
     async def start(self) -> None:
         await self.repos.start()
@@ -192,6 +198,9 @@ class CheckpointManager:
         body: dict[str, Any],
         key: str | None,
     ) -> tuple[dict[str, Any], bool]:
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            self.sessions.visible(principal, session_id)
+            return await self.remote.restore(principal, session_id, task_id, checkpoint_id, body, key)
         session, task = await self._task(principal, session_id, task_id)
         row = await self._checkpoint_row(task_id, checkpoint_id)
         result = await self.restorer.restore(principal, session, task, row, body, key)

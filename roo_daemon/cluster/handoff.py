@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from roo_daemon.auth import Principal
 from roo_daemon.models import new_id
-from roo_daemon.problems import Problem
+from roo_daemon.problems import Problem, not_found
 
 log = logging.getLogger("roo_daemon.cluster")
 
@@ -67,7 +67,7 @@ class OwnershipLike(Protocol):
 
     def is_local(self, session_id: str) -> bool: ...
 
-    async def owner(self, session_id: str) -> OwnerLike: ...
+    async def owner(self, session_id: str) -> OwnerLike | None: ...  # None: no such session
 
 
 def owner_unavailable(node_id: str, session_id: str, why: str) -> Problem:
@@ -239,6 +239,8 @@ class Handoff:
 
     async def _forward(self, session_id: str, op: str, principal: Principal, args: dict[str, Any]) -> Any:
         owner = await self.ownership.owner(session_id)
+        if owner is None:  # deleted meanwhile (by its owner, or a request handed to it)
+            raise not_found("session", session_id)
         if not owner.alive:
             raise owner_unavailable(owner.node_id, session_id, "is not running (its lease has expired)")
         rid = new_id("req")

@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roo_daemon.auth import Principal
 from roo_daemon.engine.modes import Mode, ModeError, available_modes
@@ -25,6 +25,9 @@ from roo_daemon.store.database import storage_error
 from roo_daemon.store.sqlite import chain
 from roo_daemon.tasks.runner import TaskRunner
 from roo_daemon.webhooks import WebhookDispatcher
+
+if TYPE_CHECKING:
+    from roo_daemon.cluster.remote import Remote
 
 
 class SessionManager:
@@ -56,6 +59,9 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self._creating: Counter[str] = Counter()  # sessions being created, per principal
         self._updating: dict[str, asyncio.Lock] = {}  # per session: one PATCH at a time
+        # Several nodes (PostgreSQL): a PATCH or DELETE of a session another
+        # node owns (where its live tasks are) is run by that node.
+        self.remote: Remote | None = None
 
     def update_limits(self, max_sessions: int) -> None:
         """A new per-principal cap (a SIGHUP reload), checked from the next
@@ -266,6 +272,8 @@ class SessionManager:
         on. One update at a time per session, so the stored document and
         the ``session.updated`` events follow the order the updates took."""
         session = self.visible(principal, session_id)
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            return await self.remote.update_session(principal, session_id, body)
         lock = self._updating.setdefault(session_id, asyncio.Lock())
         try:
             async with lock:
@@ -304,6 +312,8 @@ class SessionManager:
 
     async def delete(self, principal: Principal, session_id: str) -> None:
         session = self.visible(principal, session_id)
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            return await self.remote.delete_session(principal, session_id)
         # Forget it first: a concurrent delete now gets 404 and no new task
         # can be created in it while its live tasks are being cancelled.
         del self.sessions[session_id]

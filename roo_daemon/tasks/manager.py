@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roo_daemon.auth import Principal
 from roo_daemon.events import EventBus
@@ -21,6 +21,9 @@ from roo_daemon.store import EventStore, InboxStore, Row, TaskStore
 from roo_daemon.store.conversation import hidden
 from roo_daemon.store.sqlite import chain
 from roo_daemon.tasks.runner import TaskRunner
+
+if TYPE_CHECKING:
+    from roo_daemon.cluster.remote import Remote
 
 
 class TaskManager:
@@ -45,6 +48,9 @@ class TaskManager:
         self.caps = caps or {"max_live_tasks_per_principal": 100}
         self._creating: Counter[str] = Counter()  # tasks being created, per principal
         self._locks: dict[str, asyncio.Lock] = {}  # per task: one message is decided at a time
+        # Several nodes (PostgreSQL): a mutation for a session another node
+        # owns is handed to that node, which runs it with these same methods.
+        self.remote: Remote | None = None
 
     def update_limits(self, caps: dict[str, Any]) -> None:
         """New caps (a SIGHUP reload), checked from the next create on. Live
@@ -55,6 +61,8 @@ class TaskManager:
         self, principal: Principal, session_id: str, body: dict[str, Any], key: str | None
     ) -> tuple[Task, bool]:
         session = self.sessions.visible(principal, session_id)
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            return await self.remote.create_task(principal, session_id, body, key)
         provider = body.get("provider", session.provider)
         self.sessions.check_provider(provider)
         if "mode" in body:
@@ -163,6 +171,9 @@ class TaskManager:
         return run.task if run is not None else task
 
     async def cancel(self, principal: Principal, session_id: str, task_id: str) -> Task:
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            self.sessions.visible(principal, session_id)
+            return await self.remote.cancel_task(principal, session_id, task_id)
         task = await self.get(principal, session_id, task_id)
         run = self.runner.live(task_id)
         if run is None or run.finishing:
@@ -187,6 +198,9 @@ class TaskManager:
         """Answer the task's pending ask. ``suggestion``: the index of a
         followup ask's suggestion chosen as the answer (its text; one that
         names a mode switches the task to it, as in Roo's chat view)."""
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            self.sessions.visible(principal, session_id)
+            return await self.remote.respond(principal, session_id, task_id, ask_id, approve, text, images, suggestion)
         task = await self.get(principal, session_id, task_id)
         run = self.runner.live(task_id)
         if run is None:
@@ -214,6 +228,8 @@ class TaskManager:
         finished task the first continues it and the second is queued
         behind it."""
         session = self.sessions.visible(principal, session_id)
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            return await self.remote.post_message(principal, session_id, task_id, body, key)
         text, images = body.get("text", ""), body.get("images", [])
         if not text.strip() and not images:
             raise validation_problem(
