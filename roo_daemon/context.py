@@ -10,6 +10,7 @@ from roo_daemon.auth import Authenticator
 from roo_daemon.checkpoints.manager import CheckpointManager
 from roo_daemon.checkpoints.store import CheckpointStore
 from roo_daemon.clientip import parse_networks
+from roo_daemon.cluster.caps import Caps, LocalCaps, make_caps
 from roo_daemon.config import Config, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
 from roo_daemon.engine.providers import Provider, build_providers
@@ -65,6 +66,7 @@ class AppContext:
     lock: DataDirLock | None = None  # the data dir's flock, released last in close()
     mcp: McpHub | None = None  # MCP server connections (roo_daemon/mcp)
     webhooks: WebhookDispatcher | None = None  # event deliveries (roo_daemon/webhooks)
+    caps: Caps = field(default_factory=LocalCaps)  # per-principal caps across nodes (roo_daemon/cluster/caps.py)
 
     def update_limits(self, limits: dict[str, Any], max_subscriptions: int | None = None) -> None:
         """Apply a new ``limits`` section (and ``websocket.max_subscriptions``)
@@ -99,6 +101,7 @@ class AppContext:
         for provider in self.providers.values():
             provider.close()
         try:
+            await self.caps.close()  # this node's WebSocket connections no longer count
             await self.db.close()
         finally:
             if self.lock is not None:
@@ -147,6 +150,8 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     if db.backend == "postgresql":
         for state, key in (("open", "pool_size"), ("idle", "pool_available"), ("waiting", "requests_waiting")):
             metrics.store_pool.labels(state).set_function(lambda key=key: db.pool_stats().get(key, 0))
+    caps = make_caps(db, cfg)
+    await caps.start()
     events = event_store(db)
     bus = EventBus(db, events)
     bus.on_append = lambda name: metrics.events_appended.inc()
@@ -191,6 +196,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         engine_cfg["custom_modes"],
         cfg["limits"]["max_sessions_per_principal"],
         webhooks,
+        caps,
     )
     await sessions.load()
     bus.subscribe(webhooks)
@@ -206,6 +212,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         idempotency,
         {"max_requests": cfg["engine"]["max_requests"], "max_cost_usd": cfg["engine"]["max_cost_usd"]},
         cfg["limits"],
+        caps,
     )
     checkpoints = CheckpointManager(
         cfg["checkpoints"], data_dir, CheckpointStore(db), bus, sessions, tasks, idempotency
@@ -231,6 +238,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         checkpoints=checkpoints,
         mcp=mcp,
         webhooks=webhooks,
+        caps=caps,
     )
     ctx.recovered = await recover(runner, sessions.sessions, engine_cfg["resume_interrupted"])
     return ctx

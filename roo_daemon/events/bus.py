@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from roo_daemon.events.merge import LogRow, OrderedFanOut
 from roo_daemon.models import iso
+from roo_daemon.problems import Problem
 from roo_daemon.store import Database, EventStore
 from roo_daemon.store.database import WriteFn
 from roo_daemon.store.sqlite import chain
@@ -199,5 +200,8 @@ def _from_row(row: LogRow) -> Event:
 
 
 def _log_failure(fut: asyncio.Future) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.error("event append failed: %s", fut.exception())
+    if fut.cancelled() or fut.exception() is None:
+        return
+    if isinstance(fut.exception(), Problem) and fut.exception().status_code < 500:  # type: ignore[union-attr]
+        return  # a write that refused on purpose (a cap's 429): the producer answers it
+    log.error("event append failed: %s", fut.exception())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from roo_daemon.auth import Principal
+from roo_daemon.cluster.caps import Caps, LocalCaps, too_many_sessions
 from roo_daemon.engine.modes import Mode, ModeError, available_modes
 from roo_daemon.engine.providers.base import Provider
 from roo_daemon.events import EventBus
@@ -44,6 +45,7 @@ class SessionManager:
         config_modes: list[dict[str, Any]] | None = None,
         max_sessions: int = 10000,
         webhooks: WebhookDispatcher | None = None,
+        caps: Caps | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -56,6 +58,7 @@ class SessionManager:
         self.config_modes = config_modes or []
         self.max_sessions = max_sessions
         self.webhooks = webhooks
+        self.caps = caps or LocalCaps()
         self.sessions: dict[str, Session] = {}
         self._creating: Counter[str] = Counter()  # sessions being created, per principal
         self._updating: dict[str, asyncio.Lock] = {}  # per session: one PATCH at a time
@@ -119,19 +122,18 @@ class SessionManager:
     async def create(self, principal: Principal, body: dict[str, Any], key: str | None) -> tuple[Session, bool]:
         async def create(record: Any) -> str:
             cap = self.max_sessions
-            # Sessions being created count too: concurrent creates cannot
-            # all pass the check before any of them is stored.
-            owned = sum(1 for s in self.sessions.values() if s.owner == principal.name)
-            if owned + self._creating[principal.name] >= cap:
-                raise Problem(
-                    429,
-                    f"{principal.name!r} already has {cap} sessions; delete one first",
-                    headers={"Retry-After": "60"},
-                )
+            if not self.caps.shared:
+                # Sessions being created count too: concurrent creates cannot
+                # all pass the check before any of them is stored. (PostgreSQL:
+                # counted for the cluster in the insert's transaction instead.)
+                owned = sum(1 for s in self.sessions.values() if s.owner == principal.name)
+                if owned + self._creating[principal.name] >= cap:
+                    raise too_many_sessions(principal.name, cap)
             self._creating[principal.name] += 1
             try:
                 session = await self._new_session(principal, body)
                 write = chain(
+                    self.caps.session_slot(principal.name, cap),
                     SessionStore.insert(session),
                     record(session.id) if record else None,
                     self.webhooks.start_cursors(session) if self.webhooks else None,

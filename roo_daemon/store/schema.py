@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Version N's statements turn version N-1 into N.
 MIGRATIONS: dict[int, str] = {
@@ -87,6 +87,19 @@ CREATE TABLE node_requests (
     reply TEXT
 );
 CREATE INDEX node_requests_unclaimed ON node_requests (created_at) WHERE claimed_by IS NULL;
+""",
+    # Cluster-wide caps (roo_daemon/cluster/caps.py): each open WebSocket
+    # connection, by node and key, and the per-key counts' indexes.
+    6: """
+CREATE TABLE ws_connections (
+    id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    opened_at REAL NOT NULL
+);
+CREATE INDEX ws_connections_by_principal ON ws_connections (principal);
+CREATE INDEX ws_connections_by_node ON ws_connections (node_id);
+CREATE INDEX sessions_by_owner ON sessions (owner);
 """,
 }
 

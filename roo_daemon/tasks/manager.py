@@ -11,6 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from roo_daemon.auth import Principal
+from roo_daemon.cluster.caps import Caps, LocalCaps, too_many_tasks
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.models import Task, iso, new_id, now_iso
@@ -37,6 +38,7 @@ class TaskManager:
         idempotency: IdempotencyGuard,
         default_limits: dict[str, Any],
         caps: dict[str, Any] | None = None,
+        cluster_caps: Caps | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -46,6 +48,7 @@ class TaskManager:
         self.idempotency = idempotency
         self.default_limits = default_limits
         self.caps = caps or {"max_live_tasks_per_principal": 100}
+        self.cluster_caps = cluster_caps or LocalCaps()
         self._creating: Counter[str] = Counter()  # tasks being created, per principal
         self._locks: dict[str, asyncio.Lock] = {}  # per task: one message is decided at a time
         # Several nodes (PostgreSQL): a mutation for a session another node
@@ -93,7 +96,9 @@ class TaskManager:
                 limits={"max_requests": limits.get("max_requests"), "max_cost_usd": limits.get("max_cost_usd")},
                 ask_timeouts=dict(body.get("ask_timeouts", {})),
             )
-            write = chain(TaskStore.insert(task, {"images": images}), record(task.id) if record else None)
+            # PostgreSQL: the cap is counted for the cluster in this transaction.
+            slot = self.cluster_caps.task_slot(principal.name, self.caps["max_live_tasks_per_principal"])
+            write = chain(slot, TaskStore.insert(task, {"images": images}), record(task.id) if record else None)
             await self.bus.append(
                 "task.created",
                 task.to_resource(),
@@ -113,16 +118,15 @@ class TaskManager:
     def _reserve_live_slot(self, principal: Principal) -> None:
         """Count a task being created as live from the start: concurrent
         creates cannot all pass the check before any of them is submitted.
-        Never evicts queued or running work to make room: refuses the new one."""
+        Never evicts queued or running work to make room: refuses the new one.
+        On PostgreSQL this node's memory sees only its own runs: the cap is
+        counted in the database instead, in the insert's transaction
+        (``cluster_caps.task_slot``)."""
         cap = self.caps["max_live_tasks_per_principal"]
-        live = sum(1 for r in self.runner.runs.values() if r.session.owner == principal.name)
-        if live + self._creating[principal.name] >= cap:
-            raise Problem(
-                429,
-                f"{principal.name!r} already has {cap} live tasks (queued, running or waiting); "
-                "retry when one has finished",
-                headers={"Retry-After": "5"},
-            )
+        if not self.cluster_caps.shared:
+            live = sum(1 for r in self.runner.runs.values() if r.session.owner == principal.name)
+            if live + self._creating[principal.name] >= cap:
+                raise too_many_tasks(principal.name, cap)
         self._creating[principal.name] += 1
 
     async def get(self, principal: Principal, session_id: str, task_id: str) -> Task:

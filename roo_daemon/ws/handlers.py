@@ -22,6 +22,7 @@ from tornado.websocket import WebSocketHandler
 
 from roo_daemon.api.base import ProblemWriter, authenticate
 from roo_daemon.auth import Principal
+from roo_daemon.cluster.caps import too_many_connections
 from roo_daemon.events import Event
 from roo_daemon.problems import Problem
 from roo_daemon.ratelimit import TokenBucket, bucket_spec
@@ -58,6 +59,8 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             self._lagging,
         )
         self._closed = False
+        self._opened = False
+        self._cap_row: str | None = None  # PostgreSQL: this connection's ws_connections row
         self._auth_timer: Any = None
         self._keepalive: Keepalive | None = None
         self._frames: TokenBucket | None = None
@@ -82,20 +85,34 @@ class EventSocket(WebSocketHandler, ProblemWriter):
             # Same rules as REST: 401 with a challenge, 429 for an address
             # that has sent too many wrong keys.
             self.principal = authenticate(self.ctx, self.client_ip, header)
-        if self.principal is not None and self._too_many(self.principal):
-            raise Problem(
-                429,
-                f"{self.principal.name!r} already has the most WebSocket connections allowed",
-                headers={"Retry-After": "5"},
-            )
-        await super().get(*args, **kwargs)
+        if self.principal is not None:
+            await self._admit(self.principal)
+        try:
+            await super().get(*args, **kwargs)
+        finally:
+            if not self._opened:  # the handshake failed: no on_close will come
+                self._release()
 
     def check_origin(self, origin: str) -> bool:
         return True  # checked in get() (origin_allowed), where the refusal can be a problem+json
 
-    def _too_many(self, principal: Principal) -> bool:
+    async def _admit(self, principal: Principal) -> None:
+        """Count the connection against ``principal``'s cap, or raise the 429.
+        On SQLite the connections in memory are all there are; on PostgreSQL
+        the cluster's are rows in the database (``cluster/caps.py``)."""
         cap = self.ctx.config["limits"]["ws_connections_per_principal"]
-        return protocol.too_many(self.ctx.websockets, self, principal, cap)
+        if not self.ctx.caps.shared:
+            if protocol.too_many(self.ctx.websockets, self, principal, cap):
+                raise too_many_connections(principal.name)
+            return
+        self._cap_row = await self.ctx.caps.open_connection(principal.name, cap)
+        if self._closed:  # gone while it was admitted
+            self._release()
+
+    def _release(self) -> None:
+        row, self._cap_row = self._cap_row, None
+        if row is not None:
+            self.ctx.caps.close_connection(row)
 
     @property
     def principal(self) -> Principal | None:
@@ -126,6 +143,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         # (outbox.FLUSHER); Nagle's algorithm would only hold that write back
         # until the client's delayed ACK, 40 ms on Linux, and events are live.
         self.set_nodelay(True)
+        self._opened = True
         self.ctx.websockets.add(self)
         self.ctx.metrics.ws_connections.inc()
         self.ctx.bus.subscribe(self)
@@ -151,6 +169,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         if self._keepalive is not None:
             self._keepalive.stop()
         self.ctx.websockets.discard(self)
+        self._release()
         self.ctx.metrics.ws_connections.dec()
         self.ctx.bus.unsubscribe(self)
         self.subs.close()
@@ -193,7 +212,11 @@ class EventSocket(WebSocketHandler, ProblemWriter):
                 self._error(None, "unauthorized", "the token is not a valid API key")
             self.close(1008, "authentication failed")
             return
-        if self._too_many(principal):
+        try:
+            await self._admit(principal)
+        except Problem as p:
+            if p.status_code != 429:
+                raise
             self._error(None, "too-many-requests", "too many WebSocket connections for this key")
             self.close(1008, "too many connections")
             return
