@@ -133,7 +133,9 @@ def _insert(rid: str, session_id: str, op: str, doc: str) -> Callable[[Any], Non
             " VALUES (?, ?, ?, ?, extract(epoch from clock_timestamp()))",
             (rid, session_id, op, doc),
         )
-        c.execute("SELECT pg_notify(?, ?)", (REQUESTS_CHANNEL, rid))  # delivered at commit
+        # Delivered at commit. With the session: a node that does not own it
+        # ignores it without reading the row.
+        c.execute("SELECT pg_notify(?, ?)", (REQUESTS_CHANNEL, f"{rid} {session_id}"))
 
     return write
 
@@ -190,9 +192,11 @@ class Handoff:
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
         self.ops: dict[str, Op] = {}
-        # Called with (op, outcome, seconds) once per forwarded request:
-        # outcome ok | problem | unavailable | timeout (metrics hook).
+        # Metrics hooks: (op, outcome, seconds) once per request handed on,
+        # outcome ok | problem | owner_unavailable | timeout; (op) once per
+        # request run here for another node.
         self.on_outcome: Callable[[str, str, float], None] | None = None
+        self.on_run: Callable[[str], None] | None = None
         self._waiting: dict[str, asyncio.Future] = {}  # this node's requests: id -> reply
         self._running: set[str] = set()  # requests this node is claiming or running
         self._tasks: set[asyncio.Task] = set()
@@ -231,7 +235,7 @@ class Handoff:
             outcome = "ok"
             return result
         except Problem as p:
-            outcome = {"owner-unavailable": "unavailable", "owner-timeout": "timeout"}.get(p.slug, "problem")
+            outcome = {"owner-unavailable": "owner_unavailable", "owner-timeout": "timeout"}.get(p.slug, "problem")
             raise
         finally:
             if self.on_outcome is not None:
@@ -255,7 +259,7 @@ class Handoff:
                 reply = await self._late(rid, session_id, owner.node_id)
         finally:
             self._waiting.pop(rid, None)
-        await self.db.write(_delete(rid))
+        await self._forget(rid)
         if "problem" in reply:
             raise problem_from(reply["problem"])
         return reply["ok"]
@@ -270,8 +274,17 @@ class Handoff:
         )
         if row is not None and row[1] is not None:
             return json.loads(row[1])
-        await self.db.write(_delete(rid))  # its reply, if it ever comes, changes nothing
+        await self._forget(rid)  # its reply, if it ever comes, changes nothing
         raise owner_timeout(row[0] if row is not None else node_id, session_id, self.timeout_seconds)
+
+    async def _forget(self, rid: str) -> None:
+        """Delete a row whose outcome is known. Best effort: the op has taken
+        effect (or not) already, and the answer must say so, not that the
+        store failed; a row left behind is pruned later."""
+        try:
+            await self.db.write(_delete(rid))
+        except Exception as e:
+            log.warning("hand-off: request %s not deleted (%s); it will be pruned", rid, e)
 
     def _on_reply(self, rid: str | None) -> None:
         if rid is None:  # the listener reconnected: what came meanwhile is unknown
@@ -295,12 +308,14 @@ class Handoff:
 
     # -- the owner ----------------------------------------------------------------
 
-    def _on_request(self, rid: str | None) -> None:
+    def _on_request(self, payload: str | None) -> None:
         if self._closed:
             return
-        if rid is None:
+        if payload is None:
             self._spawn(self.scan())
-        elif rid not in self._running:
+            return
+        rid, _, session_id = payload.partition(" ")
+        if rid not in self._running and self.ownership.is_local(session_id):
             self._spawn(self._take(rid))
 
     async def scan(self) -> None:
@@ -338,6 +353,8 @@ class Handoff:
         """The op's reply: ``{"ok": result}`` or ``{"problem": ...}``, as the
         same request made to this node would have been answered."""
         run = self.ops.get(op)
+        if self.on_run is not None:
+            self.on_run(op)
         if run is None:  # a newer node's op this one does not know
             why = f"runs a release that cannot run {op!r}"
             return {"problem": problem_doc(owner_unavailable(self.ownership.node_id, session_id, why))}

@@ -20,14 +20,14 @@ from roo_daemon.auth import Principal
 from roo_daemon.cluster.handoff import Handoff
 from roo_daemon.models import Session, Task
 
-# The ops, as the API's operation ids.
-CREATE_TASK = "createTask"
-CANCEL_TASK = "cancelTask"
-RESPOND = "respondToAsk"
-POST_MESSAGE = "postTaskMessage"
-UPDATE_SESSION = "updateSession"
-DELETE_SESSION = "deleteSession"
-RESTORE = "restoreCheckpoint"
+# The ops (also the ``op`` label of the hand-off metrics).
+CREATE_TASK = "create_task"
+CANCEL_TASK = "cancel_task"
+RESPOND = "respond"
+POST_MESSAGE = "post_message"
+UPDATE_SESSION = "update_session"
+DELETE_SESSION = "delete_session"
+RESTORE = "restore_checkpoint"
 
 
 class Remote:

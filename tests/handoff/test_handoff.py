@@ -111,9 +111,14 @@ async def test_a_request_runs_on_the_owner_and_its_result_comes_back(cluster: Cl
 
     a.register("createTask", op("a"))
     b.register("createTask", op("b"))
+    outcomes: list[tuple[str, str]] = []
+    runs: list[str] = []
+    b.on_outcome = lambda op, outcome, seconds: outcomes.append((op, outcome))
+    a.on_run = runs.append
     args = {"session_id": "ses_1", "body": {"prompt": "hi"}, "key": "k1"}
     result = await b.forward("ses_1", "createTask", ALICE, args)
     assert result == {"id": "tsk_1", "prompt": "hi", "replayed": False}
+    assert (outcomes, runs) == ([("createTask", "ok")], ["createTask"])  # the metrics' hooks
     # Run once, on the owner, as the same principal with the same arguments.
     assert ran == [("a", ALICE, args)]
     assert cluster.rows() == []  # the requester deleted the row
@@ -163,8 +168,11 @@ async def test_an_owner_known_dead_is_503_at_once_and_nothing_is_stored(cluster:
     b = await cluster.node("b")
     cluster.nodes.owners["ses_1"] = "a"
     cluster.nodes.dead.add("a")
+    outcomes: list[tuple[str, str]] = []
+    b.on_outcome = lambda op, outcome, seconds: outcomes.append((op, outcome))
     with pytest.raises(Problem) as raised:
         await b.forward("ses_1", "cancelTask", ALICE, {})
+    assert outcomes == [("cancelTask", "owner_unavailable")]
     p = raised.value
     assert (p.status_code, p.slug, p.headers) == (503, "owner-unavailable", {"Retry-After": "5"})
     assert p.extra == {"node_id": "a"}
