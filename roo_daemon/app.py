@@ -8,8 +8,11 @@ the spec disagree, so the table and the contract cannot drift.
 from __future__ import annotations
 
 import re
+from asyncio import Future
+from typing import Any
 
-from tornado.web import Application, URLSpec
+from tornado import httputil
+from tornado.web import Application, RequestHandler, URLSpec
 
 from roo_daemon.api.base import ApiHandler, NotFoundHandler
 from roo_daemon.api.docs import DocsAssetHandler, DocsHandler, DocsRedirectHandler
@@ -88,13 +91,47 @@ def check_routes(ctx: AppContext) -> None:
             raise RuntimeError(f"route operation {op_id} is missing from openapi.yaml")
 
 
+class RooApplication(Application):
+    """Tornado's ``Application``, handling a request without a body in one
+    step even when its handler streams bodies.
+
+    ``ApiHandler`` streams request bodies (``@stream_request_body``: the size
+    and media type are refused before a body is read). For every request,
+    bodyless GETs included, Tornado then runs the handler as soon as the
+    headers arrive, suspends it until the (absent) body is read, and resumes
+    it: three more trips through the event loop for each request. A request
+    with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body
+    (RFC 9112 §6.3), so nothing can stream: its handler runs once the request
+    is read, as for a non-streaming handler, with the body already complete.
+    """
+
+    def get_handler_delegate(
+        self,
+        request: httputil.HTTPServerRequest,
+        target_class: type[RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> Any:
+        delegate = super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
+        headers = request.headers
+        if delegate.stream_request_body and "Content-Length" not in headers and "Transfer-Encoding" not in headers:
+            # Tornado's own fields (no public seam): the delegate runs the
+            # handler in finish(), and the body the handler awaits is done.
+            delegate.stream_request_body = False
+            done: Future[None] = Future()
+            done.set_result(None)
+            request._body_future = done
+        return delegate
+
+
 def make_app(ctx: AppContext) -> Application:
     check_routes(ctx)
     handlers = []
     for template, cls in ROUTES:
         cls.route = template
         handlers.append(URLSpec(route_regex(template), cls, {"ctx": ctx}))
-    return Application(
+    return RooApplication(
         handlers,
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
