@@ -150,11 +150,17 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     if db.backend == "postgresql":
         for state, key in (("open", "pool_size"), ("idle", "pool_available"), ("waiting", "requests_waiting")):
             metrics.store_pool.labels(state).set_function(lambda key=key: db.pool_stats().get(key, 0))
+        metrics.store_pool.labels("in_use").set_function(lambda: _pool_in_use(db.pool_stats()))
+        # Lease, hand-off and notification-lag series (roo_daemon/metrics.py).
+        # Serving from the start: the store is open and this node has claimed it.
+        metrics.enable_cluster().node_serving.set(1)
     caps = make_caps(db, cfg)
     await caps.start()
     events = event_store(db)
     bus = EventBus(db, events)
     bus.on_append = lambda name: metrics.events_appended.inc()
+    if metrics.cluster is not None:
+        bus.on_lag = metrics.cluster.notification_lag.observe  # another node's commit -> fan-out here
     await bus.open()
     providers = build_providers(cfg["providers"], cfg["_config_dir"], metrics)
     engine_cfg = cfg["engine"]
@@ -242,3 +248,8 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     )
     ctx.recovered = await recover(runner, sessions.sessions, engine_cfg["resume_interrupted"])
     return ctx
+
+
+def _pool_in_use(stats: dict[str, int]) -> int:
+    """The read pool's connections lent out to a read now."""
+    return max(0, stats.get("pool_size", 0) - stats.get("pool_available", 0))

@@ -135,7 +135,7 @@ class Metrics:
             self.accept_errors.labels(reason)
         self.store_pool = Gauge(
             "store_pool_connections",
-            "PostgreSQL store only: the read pool's connections (state: open, idle) and reads waiting for one.",
+            "PostgreSQL store only: the read pool's connections (state: open, idle, in_use) and reads waiting for one.",
             ["state"],
             registry=r,
         )
@@ -162,6 +162,15 @@ class Metrics:
         )
         for reason in ("http_status", "timeout", "network", "host_refused", "no_secret"):
             self.webhook_failures.labels(reason)
+        # Several daemons on one PostgreSQL: registered by enable_cluster(),
+        # so a single SQLite daemon exports no cluster series (no lease to alert on).
+        self.cluster: ClusterMetrics | None = None
+
+    def enable_cluster(self) -> ClusterMetrics:
+        """Register the cluster's metrics (PostgreSQL store); once."""
+        if self.cluster is None:
+            self.cluster = ClusterMetrics(self.registry)
+        return self.cluster
 
     def observe_request(self, method: str, route: str, code: int, seconds: float) -> None:
         """``route`` is a template from the route table or ``(unmatched)``;
@@ -179,3 +188,98 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# The requests a node hands to a session's owner (roo_daemon/cluster/handoff.py).
+HANDOFF_OPS = (  # cluster/remote.py's ops
+    "create_task",
+    "cancel_task",
+    "respond",
+    "post_message",
+    "update_session",
+    "delete_session",
+    "restore_checkpoint",
+)
+HANDOFF_OUTCOMES = ("ok", "problem", "owner_unavailable", "timeout")  # cluster/handoff.py's on_outcome
+LEASE_RENEWAL_OUTCOMES = ("ok", "lost", "error")
+
+
+class ClusterMetrics:
+    """What a node of a cluster (several daemons on one PostgreSQL database)
+    reports: its lease, the sessions it owns, the requests it hands to other
+    nodes and how late other nodes' events reach it. Labels are the bounded
+    sets above. Set by roo_daemon/cluster/ (nodes.py, ownership.py,
+    handoff.py) and the event fan-out (events/merge.py)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.notification_lag = Histogram(
+            "cluster_notification_lag_seconds",
+            "From another node's commit of events (its notify, on the database's clock) to their fan-out on this node.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.lease_seconds_left = Gauge(
+            "cluster_lease_seconds_left",
+            "Seconds until this node's lease expires unless renewed (database clock, as of the last renewal).",
+            registry=r,
+        )
+        self.node_serving = Gauge(
+            "cluster_node_serving",
+            "1 while this node holds its lease and takes work; 0 once it could not renew it in time.",
+            registry=r,
+        )
+        self.lease_renewals = Counter(
+            "cluster_lease_renewals_total",
+            "Lease renewals by outcome: ok, lost (another incarnation holds the row), error (the database failed).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in LEASE_RENEWAL_OUTCOMES:
+            self.lease_renewals.labels(outcome)
+        self.sessions_owned = Gauge(
+            "cluster_sessions_owned", "Sessions this node owns (runs the tasks of).", registry=r
+        )
+        self.sessions_taken_over = Counter(
+            "cluster_sessions_taken_over_total",
+            "Sessions this node took over from a node whose lease expired, or reclaimed after losing its own.",
+            registry=r,
+        )
+        self.fenced = Counter(
+            "cluster_fenced_writes_total",
+            "Writes refused because this node no longer owns the session (its run stopped).",
+            registry=r,
+        )
+        self.handoffs = Counter(
+            "cluster_handoffs_total",
+            "Requests this node handed to a session's owner, by op and outcome"
+            " (ok, problem, owner_unavailable, timeout).",
+            ["op", "outcome"],
+            registry=r,
+        )
+        self.handoff_duration = Histogram(
+            "cluster_handoff_duration_seconds",
+            "From handing a request to the owner to its reply (or giving up), on the requesting node.",
+            ["op"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.handoffs_run = Counter(
+            "cluster_handoffs_run_total",
+            "Requests from other nodes this node ran as the session's owner, by op.",
+            ["op"],
+            registry=r,
+        )
+        for op in HANDOFF_OPS:
+            self.handoff_duration.labels(op)
+            self.handoffs_run.labels(op)
+            for outcome in HANDOFF_OUTCOMES:
+                self.handoffs.labels(op, outcome)
+
+    def handoff_outcome(self, op: str, outcome: str, seconds: float) -> None:
+        """``Handoff.on_outcome``: one request handed to its owner, answered or given up."""
+        self.handoffs.labels(op, outcome).inc()
+        self.handoff_duration.labels(op).observe(seconds)
+
+    def handoff_run(self, op: str) -> None:
+        """``Handoff.on_run``: a request from another node run here, as the session's owner."""
+        self.handoffs_run.labels(op).inc()

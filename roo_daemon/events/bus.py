@@ -61,6 +61,7 @@ class EventBus:
         self.pruned_through = 0
         self._subscribers: set[Subscriber] = set()
         self.on_append: Any = None  # metrics hook: called with the event name
+        self.on_lag: Any = None  # metrics hook (PostgreSQL): another node's commit -> fan-out here, seconds
         # PostgreSQL: every node's events, merged in seq order (events/merge.py).
         self._merge: OrderedFanOut | None = None
 
@@ -71,6 +72,7 @@ class EventBus:
             self._merge = OrderedFanOut(
                 self._fan_out, _from_row, self.store.since, self.store.last_seq, fanned=self.last_seq
             )
+            self._merge.on_lag = self.on_lag
             await self.store.listen(self._merge.notified)
 
     def _committed(self, event: Event) -> None:

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("roo_daemon.events")
 PAGE = 1000
 RETRY_SECONDS = 1.0
+LAG_PENDING_MAX = 10_000  # notifications waiting for their fan-out to be timed (older ones are dropped)
 # A row of the log as EventStore.since returns it: seq, event, session, task, owner, frame.
 LogRow = tuple[int, str, "str | None", "str | None", "str | None", str]
 
@@ -53,6 +56,10 @@ class OrderedFanOut:
         self._local: dict[int, Any] = {}  # this node's committed events waiting for a gap to be read
         self._catching: asyncio.Task | None = None
         self._resync = False
+        # Notification lag: (seq, when it was committed, on this node's clock)
+        # for notified seqs not fanned out yet; ``on_lag(seconds)`` times each.
+        self.on_lag: Callable[[float], None] | None = None
+        self._lags: deque[tuple[int, float]] = deque(maxlen=LAG_PENDING_MAX)
 
     def committed(self, event: Any) -> None:
         """This node committed ``event`` (the store's post-commit callback)."""
@@ -62,16 +69,28 @@ class OrderedFanOut:
         self._target = max(self._target, event.seq)
         self._advance()
 
-    def notified(self, seq: int | None) -> None:
-        """Some node committed events through ``seq``; None: notifications
-        may have been lost (the listener reconnected), find out from the log."""
+    def notified(self, seq: int | None, committed_at: float | None = None) -> None:
+        """Some node committed events through ``seq`` (at ``committed_at``,
+        on this node's clock, when known); None: notifications may have been
+        lost (the listener reconnected), find out from the log."""
         if seq is None:
             self._resync = True
-        elif seq <= self._target:
-            return
         else:
+            if committed_at is not None and self.on_lag is not None and seq > self.fanned:
+                self._lags.append((seq, committed_at))
+            if seq <= self._target:
+                return
             self._target = seq
         self._advance()
+
+    def _time_lags(self) -> None:
+        """Notification lag: each notified seq now fanned out, timed from its commit."""
+        if not self._lags or self.on_lag is None:
+            return
+        now = time.time()
+        while self._lags and self._lags[0][0] <= self.fanned:
+            _, committed_at = self._lags.popleft()
+            self.on_lag(max(0.0, now - committed_at))
 
     def _advance(self) -> None:
         self._send_local()
@@ -103,6 +122,7 @@ class OrderedFanOut:
                     self._target = max(self._target, seq)
                     self._fan_out(event)
                 self._send_local()
+                self._time_lags()
         except Exception:
             log.exception("reading events from the log for fan-out failed; retrying in %s s", RETRY_SECONDS)
             asyncio.get_running_loop().call_later(RETRY_SECONDS, self._advance)

@@ -227,6 +227,9 @@ class PgDatabase(Database):
         self._listen_lock = threading.Lock()
         self.listener_pid = 0  # the listener connection's server process (tests cut it)
         self.writer_pid = 0  # the writer connection's server process: its notifications are this node's
+        # The database's clock minus this node's (seconds), measured at open:
+        # times the database gives (a commit's) become this node's by subtracting it.
+        self.clock_offset = 0.0
         self.reclaims_space = True  # autovacuum gives space back; nothing for the daemon to do
 
     async def open(self) -> None:
@@ -257,6 +260,7 @@ class PgDatabase(Database):
             raise
         self._writer_pg = c
         self.writer_pid = c.conn.info.backend_pid
+        self.clock_offset = measure_clock_offset(c)
 
     async def claim_sole_node(self) -> None:
         """Until session leases exist, one daemon serves a database: at start
@@ -412,6 +416,16 @@ class PgDatabase(Database):
                 c.conn.close()
 
 
+def measure_clock_offset(c: PgConnection) -> float:
+    """The database's clock minus this node's, in seconds: the database's
+    time taken as that of the round trip's middle (its error is at most half
+    the round trip, a fraction of a millisecond on a local network)."""
+    before = time.time()
+    db_now = c.execute("SELECT extract(epoch from clock_timestamp())").fetchone()[0]
+    after = time.time()
+    return float(db_now) - (before + after) / 2
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -455,7 +469,12 @@ def append_events(c: PgConnection, items: list[tuple[Any, EventRow]]) -> None:
             copy.write_row(row)
     # Delivered to every listening node at commit (not at all on rollback):
     # the last seq only, far under NOTIFY's 8,000-byte payload limit.
-    c.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, str(last)))
+    # With the database's clock as the notify runs, just before the commit:
+    # the receiving nodes time their fan-out from it (notification lag).
+    c.execute(
+        "SELECT pg_notify(?, concat(?::text, ' ', extract(epoch from clock_timestamp())))",
+        (EVENTS_CHANNEL, str(last)),
+    )
     for (event, _), row in zip(items, numbered, strict=True):
         if event is not None:
             event.seq, event.frame, event.payload = row[0], row[6], row[6].encode()
@@ -485,7 +504,26 @@ class PgEventStore(EventStore):
     async def last_seq(self) -> int:
         return await self.db.read(lambda c: c.execute("SELECT last FROM event_seq").fetchone()[0])
 
-    async def listen(self, on_seq: Callable[[int | None], None]) -> None:
-        """Call ``on_seq(last seq)`` on the loop for every commit of events,
-        this node's and the others' (LISTEN on a connection of its own)."""
-        await self.db.listen(EVENTS_CHANNEL, on_seq)  # type: ignore[attr-defined]
+    async def listen(self, on_seq: Callable[[int | None, float | None], None]) -> None:
+        """Call ``on_seq(last seq, committed at)`` on the loop for every
+        commit of events by another node (this node's own it knows at
+        commit), with the commit's time on this node's clock (None if the
+        notification did not say); ``on_seq(None, None)`` after the listener
+        reconnected (what came meanwhile is unknown)."""
+        db = self.db
+
+        def heard(note: tuple[int, float | None] | None) -> None:
+            if note is None:
+                on_seq(None, None)
+                return
+            seq, at = note
+            on_seq(seq, None if at is None else at - db.clock_offset)  # type: ignore[attr-defined]
+
+        await db.listen(EVENTS_CHANNEL, heard, convert=events_payload)  # type: ignore[attr-defined]
+
+
+def events_payload(payload: str) -> tuple[int, float | None]:
+    """An events notification: ``"<last seq> <database clock, epoch seconds>"``
+    (a bare seq from a node of an earlier release)."""
+    seq, _, at = payload.partition(" ")
+    return int(seq), float(at) if at else None
