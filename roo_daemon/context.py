@@ -206,6 +206,8 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     )
     await sessions.load()
     bus.subscribe(webhooks)
+    webhooks.session_of = lambda session_id: sessions.sessions.get(session_id)  # one this node comes to own
+    webhooks.last_seq = lambda: bus.last_seq
     await webhooks.start(sessions.sessions.values(), bus.last_seq)
     sandbox.workspaces = lambda: [s.workspace for s in sessions.sessions.values()]
     mcp.session_alive = lambda session_id: session_id in sessions.sessions  # its workspace servers stop with it

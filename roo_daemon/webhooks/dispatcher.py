@@ -8,7 +8,17 @@ The bus only wakes a worker (its ``deliver``); what is sent is read back
 from the store, so an event is delivered exactly when it is durable, and a
 restart resumes from the cursor with nothing skipped. Nothing here blocks
 the loop: the store reads and writes run on its threads, DNS in the loop's
-executor, HTTP in Tornado's non-blocking client."""
+executor, HTTP in Tornado's non-blocking client.
+
+Several nodes (PostgreSQL): a session's webhooks are delivered by its owner
+alone (the node that runs its tasks), whichever node's bus saw the event.
+A node starts the workers of the sessions it owns; when it comes to own
+another one (a takeover, a reclaim after a lost lease: ``acquired``) it
+starts that session's workers from the cursors stored in the database, and
+when it stops owning one (``released``) it stops them and stores where they
+were. Between the two nodes a delivery that was in flight may be sent again
+(the same ``X-Roo-Delivery``), as across a restart: at least once, in order,
+nothing skipped."""
 
 from __future__ import annotations
 
@@ -16,7 +26,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,6 +107,16 @@ class WebhookDispatcher:
         self.resolver = GuardedResolver(policy=self.policy)
         self.client: SimpleAsyncHTTPClient | None = None
         self.workers: dict[str, list[Worker]] = {}  # session id -> its workers
+        # Several nodes: whether this node owns a session (delivers its
+        # webhooks), the session itself, the log's last seq. Set by the daemon;
+        # alone, every session is this node's.
+        self.is_local: Callable[[str], bool] = lambda session_id: True
+        self.session_of: Callable[[str], Session | None] = lambda session_id: None
+        self.last_seq: Callable[[], int] = lambda: 0
+        # Where the workers of sessions this node stopped owning were, should
+        # it own one again before their cursors are stored.
+        self._left: dict[str, dict[tuple[str, str], tuple[int, dict[str, Any]]]] = {}
+        self._changing: set[asyncio.Task] = set()  # acquisitions and releases under way
         self._slots = asyncio.Semaphore(settings["max_concurrent"])
         self._closing = asyncio.Event()
 
@@ -153,8 +173,87 @@ class WebhookDispatcher:
         await asyncio.gather(*(w.task for w in workers if w.task is not None), return_exceptions=True)
         return CursorStore.delete_session(session_id)
 
+    def acquired(self, session_id: str) -> None:
+        """This node now owns the session (``Ownership.on_acquire``: taken
+        over, reclaimed, or just created): deliver its webhooks from the
+        stored cursors. A session whose workers run already is left as is."""
+        if session_id in self.workers or self._closing.is_set():
+            return
+        self._spawn(self._acquire(session_id))
+
+    async def _acquire(self, session_id: str) -> None:
+        found = await self.cursors.load_session(session_id)
+        session = self.session_of(session_id)
+        if session is None or session_id in self.workers or not self.is_local(session_id) or self._closing.is_set():
+            return  # gone, started meanwhile, or owned elsewhere again
+        for key, (seq, counters) in self._left.pop(session_id, {}).items():
+            if seq > found.get(key, (-1, {}))[0]:
+                found[key] = (seq, counters)  # this node's own, not stored yet: further than the store's
+        new: list[WriteFn] = []
+        for hook in self.hooks_for(session):
+            if (session.id, hook.id) not in found:
+                seq = 0 if hook.source == "session" else self.last_seq()
+                found[(session.id, hook.id)] = (seq, {})
+                new.append(CursorStore.put(session.id, hook.id, seq, {}))
+        if new:
+            await self.db.write(chain(*new))
+        if session_id not in self.workers and self.is_local(session_id):
+            self.add_session(session, found)
+            log.info("webhooks of session %s are delivered by this node from their stored cursors", session_id)
+
+    def released(self, session_id: str) -> None:
+        """This node no longer owns the session (``Ownership.on_release``):
+        stop its workers now (a delivery in flight is dropped; the new owner
+        sends it again) and store their cursors, which never move back."""
+        workers = self.workers.pop(session_id, [])
+        if not workers:
+            return
+        for w in workers:
+            if w.task is not None:
+                w.task.cancel()
+        self._left[session_id] = {(w.session_id, w.hook.id): (w.cursor, dict(w.counters)) for w in workers}
+        self._spawn(self._store_left(session_id, workers))
+
+    async def _store_left(self, session_id: str, workers: list[Worker]) -> None:
+        await asyncio.gather(*(w.task for w in workers if w.task is not None), return_exceptions=True)
+        moved = [w for w in workers if w.cursor > w.persisted]
+        try:
+            if moved:
+                await self.db.write(
+                    chain(*(CursorStore.put(w.session_id, w.hook.id, w.cursor, dict(w.counters)) for w in moved))
+                )
+        except Exception as e:  # the database is down: the next owner repeats a little more
+            log.warning("webhooks of session %s: could not store their cursors on release (%s)", session_id, e)
+            return
+        if session_id not in self.workers:
+            self._left.pop(session_id, None)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._changing.add(task)
+        task.add_done_callback(self._changed)
+
+    def _changed(self, task: asyncio.Task) -> None:
+        self._changing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhooks: taking or giving up a session's deliveries failed: %s", task.exception())
+
     def snapshot(self, session_id: str, admin: bool) -> list[dict[str, Any]]:
         return [w.state(admin) for w in self.workers.get(session_id, [])]
+
+    async def states(self, session: Session, admin: bool) -> list[dict[str, Any]]:
+        """The session's webhooks and where their delivery stands: this
+        node's workers when it owns the session; else what the owner last
+        stored (cursor and counters; the attempt in progress, a retry's
+        error and timing are the owner's to know: shown as idle, none)."""
+        if session.id in self.workers or self.is_local(session.id):
+            return self.snapshot(session.id, admin)
+        found = await self.cursors.load_session(session.id)
+        out = []
+        for hook in self.hooks_for(session):
+            seq, counters = found.get((session.id, hook.id), (0, {}))
+            out.append(Worker(session.id, hook, seq, counters, persisted=seq).state(admin))
+        return out
 
     # -- lifecycle --------------------------------------------------------
 
@@ -168,6 +267,8 @@ class WebhookDispatcher:
         found = await self.cursors.load()
         new: list[WriteFn] = []
         for session in sessions:
+            if not self.is_local(session.id):
+                continue  # another node's: it delivers them
             for hook in self.hooks_for(session):
                 if (session.id, hook.id) not in found:
                     seq = 0 if hook.source == "session" else last_seq
@@ -181,6 +282,8 @@ class WebhookDispatcher:
         """Stop: a delivery in flight is let finish (within the timeout) and
         its cursor stored, so a restart neither repeats nor skips it."""
         self._closing.set()
+        if self._changing:
+            await asyncio.gather(*self._changing, return_exceptions=True)
         workers = [w for ws in self.workers.values() for w in ws]
         for w in workers:
             w.wake.set()

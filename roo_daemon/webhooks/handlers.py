@@ -8,8 +8,9 @@ from roo_daemon.api.base import ApiHandler
 class SessionWebhooksHandler(ApiHandler):
     operations = {"GET": "listSessionWebhooks"}
 
-    def get(self, session_id: str) -> None:
+    async def get(self, session_id: str) -> None:
         session = self.ctx.sessions.visible(self.principal, session_id)
         webhooks = self.ctx.webhooks
-        items = webhooks.snapshot(session.id, self.principal.is_admin) if webhooks else []
+        # Another node's session: what its owner last stored (a read).
+        items = await webhooks.states(session, self.principal.is_admin) if webhooks else []
         self.send_json({"items": items})

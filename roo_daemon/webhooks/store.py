@@ -23,6 +23,15 @@ class CursorStore:
         )
         return {(r[0], r[1]): (r[2], json.loads(r[3])) for r in rows}
 
+    async def load_session(self, session_id: str) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+        """One session's cursors, as :meth:`load` (a session this node has just come to own)."""
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT session_id, hook_id, seq, doc FROM webhook_cursors WHERE session_id = ?", (session_id,)
+            ).fetchall()
+        )
+        return {(r[0], r[1]): (r[2], json.loads(r[3])) for r in rows}
+
     @staticmethod
     def put(session_id: str, hook_id: str, seq: int, counters: dict[str, Any]) -> WriteFn:
         """Insert or move a cursor (never back: a late write cannot undo a later one)."""
