@@ -124,6 +124,27 @@ def _json_value(value: Any) -> str:
     return _encode(value)
 
 
+# Client-chosen values that recur from line to line (the client's address,
+# session and task ids), redacted and quoted: each check for a credential
+# costs as much as the rest of the field. Bounded: emptied when full.
+_CACHED_FIELDS = frozenset(("client", "session_id", "task_id"))
+_rendered: dict[str, str] = {}
+_RENDERED_MAX = 4096
+
+
+def _json_field(key: str, value: Any) -> str:
+    if key in _CACHED_FIELDS and type(value) is str:
+        text = _rendered.get(value)
+        if text is None:
+            if len(_rendered) >= _RENDERED_MAX:
+                _rendered.clear()
+            text = _rendered[value] = _quote(redact(value))
+        return text
+    if key == "route" and type(value) is str:
+        return _quote(value)  # a template of ours: nothing to redact
+    return _json_value(value)
+
+
 def _direct_sink() -> logging.StreamHandler | None:
     """The JSON handler :func:`setup_logging` installed, when a record from
     ``roo_daemon.access`` would reach that handler and nothing else: then the
@@ -166,9 +187,10 @@ class _Clock:
         if whole != self.second:
             self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
             self.second = whole
-        return f"{self.prefix}.{int((now - whole) * 1000):03d}Z"
+        return self.prefix + _MILLIS[int((now - whole) * 1000)]
 
 
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # the end of a ts, for each millisecond
 _clock = _Clock()
 
 
@@ -178,7 +200,8 @@ def _write_direct(sink: logging.StreamHandler, level: int, msg: str, extra: dict
     that machinery cost a third of a request. The line is rendered field by
     field, as ``json.dumps`` writes it (its encoder, given a dict, cost a
     quarter of the line). Only values a client chose can hold a credential,
-    so only they are redacted (the route is a template of ours). False if
+    so only they are redacted (the route is a template of ours), and
+    recurring ones once (:func:`_json_field`). False if
     the write failed (the caller then logs through ``logging``, which reports
     the failure)."""
     if level < sink.level:
@@ -193,7 +216,7 @@ def _write_direct(sink: logging.StreamHandler, level: int, msg: str, extra: dict
     ]
     for key, value in extra.items():
         parts.append(_FIELD.get(key) or f", {_quote(key)}: ")
-        parts.append(_quote(value) if key == "route" and type(value) is str else _json_value(value))
+        parts.append(_json_field(key, value))
     parts.append("}")
     parts.append(sink.terminator)
     line = "".join(parts)

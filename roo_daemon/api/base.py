@@ -19,6 +19,7 @@ import socket
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
+from tornado.httputil import HTTPHeaders
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from roo_daemon import strictjson
@@ -54,6 +55,19 @@ _request_ids = random.Random()
 def new_request_id() -> str:
     """24 hex digits, fresh per request."""
     return f"{_request_ids.getrandbits(96):024x}"
+
+
+def header(headers: HTTPHeaders, name: str) -> str | None:
+    """``headers.get(name)`` for a ``name`` spelled as Tornado normalises it
+    (``X-Request-Id``, ``Content-Length``: each word capitalised). ``HTTPHeaders.get``
+    normalises the name on every call and, for an absent header, raises a
+    KeyError and catches it: a request asks for several headers it usually
+    lacks (``Origin``, ``X-Request-ID``), and each ask cost as much as a
+    small handler. Several values are joined as ``HTTPHeaders`` joins them."""
+    values = headers._as_list.get(name)  # Tornado's own store, keyed by the normalised name
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else ",".join(values)
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="roo-daemon"'}
@@ -110,8 +124,8 @@ class ProblemWriter(RequestHandler):
     def request_id(self) -> str:
         rid = getattr(self, "_request_id", None)
         if rid is None:
-            given = self.request.headers.get("X-Request-ID", "")
-            rid = self._request_id = given if _REQUEST_ID.match(given) else new_request_id()
+            given = header(self.request.headers, "X-Request-Id")
+            rid = self._request_id = given if given is not None and _REQUEST_ID.match(given) else new_request_id()
         return rid
 
     @property
@@ -166,9 +180,13 @@ class ProblemWriter(RequestHandler):
         )
 
     def set_default_headers(self) -> None:
-        self.set_header("X-Request-ID", self.request_id)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Cache-Control", "no-store")
+        # Straight into the headers: set_header() checks each value for
+        # characters a header cannot hold, and these have none (the request
+        # id is ours or matched _REQUEST_ID).
+        headers = self._headers
+        headers["X-Request-ID"] = self.request_id
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Cache-Control"] = "no-store"
         self._cors_headers()
 
     def _cors_headers(self) -> None:
@@ -222,6 +240,7 @@ class ApiHandler(ProblemWriter):
     operations: ClassVar[dict[str, str]] = {}  # HTTP method -> operationId
     auth_required: ClassVar[bool] = True
     rate_classes: ClassVar[dict[str, str]] = {}  # HTTP method -> rate-limit class, when not read/write
+    _client_ip: str | None = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -250,6 +269,14 @@ class ApiHandler(ProblemWriter):
         self._body_too_large = False
         ctx.inflight.add(self)
 
+    @property
+    def client_ip(self) -> str:
+        """As for any handler, found once per request: the limits ask, then the access line."""
+        ip = self._client_ip
+        if ip is None:
+            ip = self._client_ip = ProblemWriter.client_ip.fget(self)  # type: ignore[attr-defined]
+        return ip
+
     def head(self, *args: Any, **kwargs: Any) -> Any:
         """HEAD is the GET without its body: Tornado sends the headers
         (Content-Length included) and drops the body of a HEAD answer."""
@@ -261,7 +288,7 @@ class ApiHandler(ProblemWriter):
         if self.request.method == "OPTIONS":
             return  # a CORS preflight carries no credentials; options() answers it
         self.check_host()
-        origin = self.request.headers.get("Origin")
+        origin = header(self.request.headers, "Origin")
         if origin is not None and self.request.method not in _SAFE_METHODS and not self.origin_allowed(origin):
             # Browsers send Origin with every cross-site POST or DELETE, even
             # a form's that needed no preflight: refuse what came from elsewhere.
@@ -300,7 +327,7 @@ class ApiHandler(ProblemWriter):
         return value.decode("utf-8", "replace")
 
     def _authenticate(self) -> Principal:
-        principal = authenticate(self.ctx, self.client_ip, self.request.headers.get("Authorization"))
+        principal = authenticate(self.ctx, self.client_ip, header(self.request.headers, "Authorization"))
         scope = "read" if self.request.method in ("GET", "HEAD") else "write"
         if not principal.has(scope):
             raise Problem(403, f"the key {principal.name!r} lacks the {scope!r} scope")
@@ -332,9 +359,11 @@ class ApiHandler(ProblemWriter):
     # -- CORS -------------------------------------------------------------
 
     def _cors_headers(self) -> None:
-        origin = self.request.headers.get("Origin")
         ctx = getattr(self, "ctx", None)
-        if origin and ctx is not None and origin in ctx.config["server"]["cors_origins"]:
+        if ctx is None:
+            return  # set_default_headers, before initialize(): it calls this again
+        origin = header(self.request.headers, "Origin")
+        if origin and origin in ctx.config["server"]["cors_origins"]:
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
             self.set_header("Access-Control-Expose-Headers", _EXPOSED)

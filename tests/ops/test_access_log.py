@@ -149,3 +149,18 @@ async def test_lines_of_one_loop_turn_leave_in_one_flush(monkeypatch: pytest.Mon
     finally:
         root.handlers[:], level, logs._json_sink = saved
         root.setLevel(level)
+
+
+def test_recurring_values_are_redacted_every_time_and_the_cache_is_bounded(
+    json_stdout: Callable[[str], io.StringIO],
+) -> None:
+    out = json_stdout("info")
+    log = access_logger(Metrics())
+    for _ in range(3):
+        log(request(404, session_id=KEY))
+    assert KEY not in out.getvalue()
+    assert [line["session_id"] for line in lines(out)] == ["roo_[redacted]"] * 3
+    for i in range(logs._RENDERED_MAX + 10):
+        log(request(200, session_id=f"ses_{i:032x}"))
+    assert len(logs._rendered) <= logs._RENDERED_MAX
+    assert lines(out)[-1]["session_id"] == f"ses_{logs._RENDERED_MAX + 9:032x}"

@@ -155,3 +155,25 @@ async def test_a_running_daemon_samples_its_event_loop_lag(ops_daemon: Any, shor
     assert count >= 2
     d.send_signal(signal.SIGTERM)
     assert await d.await_exit() == 0
+
+
+def test_request_series_count_as_the_client_library_does() -> None:
+    """observe_request's direct path (roo_daemon.metrics._RequestSeries)
+    fills the same buckets, sum and count as Counter.inc/Histogram.observe."""
+    from roo_daemon.metrics import Metrics
+
+    ours, reference = Metrics(), Metrics()
+    for seconds in (0.0, 0.0005, 0.00050001, 0.003, 0.3, 10.0, 10.5, 1e9, -1.0):
+        for code in (200, 404):
+            ours.observe_request("GET", "/api/v1/sessions/{session_id}", code, seconds)
+            reference.http_requests.labels("GET", "/api/v1/sessions/{session_id}", str(code)).inc()
+            reference.http_duration.labels("GET", "/api/v1/sessions/{session_id}").observe(seconds)
+    ours.observe_request("BREW", "(unmatched)", 404, 0.01)  # an unknown method is "other"
+    reference.http_requests.labels("other", "(unmatched)", "404").inc()
+    reference.http_duration.labels("other", "(unmatched)").observe(0.01)
+
+    def http_lines(m: Metrics) -> list[str]:
+        return [line for line in m.exposition().decode().splitlines() if line.startswith("http_")]
+
+    assert http_lines(ours) == http_lines(reference)
+    assert any('le="0.0005"' in line and line.endswith(" 6.0") for line in http_lines(ours))

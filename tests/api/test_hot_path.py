@@ -1,0 +1,74 @@
+"""The REST hot path's shortcuts answer as Tornado's own paths do: header
+reads, the route lookup by path depth, bodyless requests run in one step,
+request ids. (Their speed is measured in bench/rest_ratio.py, not here.)"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine, _normalize_header
+from tornado.web import Application
+
+from roo_daemon.api.base import header, new_request_id
+from roo_daemon.app import ROUTES
+from tests.conftest import Api
+
+# Every name the hot path reads with header(): spelled as Tornado stores it.
+HOT_NAMES = ("X-Request-Id", "Origin", "Authorization", "Content-Length", "Transfer-Encoding")
+
+
+@pytest.mark.parametrize("name", HOT_NAMES)
+def test_header_reads_what_get_reads(name: str) -> None:
+    assert _normalize_header(name) == name
+    headers = HTTPHeaders()
+    assert header(headers, name) is None and headers.get(name) is None
+    headers.add(name.lower(), "one")
+    assert header(headers, name) == headers.get(name) == "one"
+    headers.add(name.upper(), "two")  # repeated: joined as Tornado joins them
+    assert header(headers, name) == headers.get(name) == "one,two"
+
+
+def _request(path: str) -> HTTPServerRequest:
+    return HTTPServerRequest(
+        start_line=RequestStartLine("GET", path, "HTTP/1.1"), headers=HTTPHeaders({"Host": "localhost"})
+    )
+
+
+def test_the_route_lookup_by_depth_finds_what_tornado_finds(app: Any) -> None:
+    paths = [re.sub(r"\{\w+\}", "x1", template) for template, _ in ROUTES]
+    paths += [
+        "/",
+        "/nope",
+        "/api/v1/sessions/",
+        "/api/v1/sessions//tasks",
+        "/api/v1/sessions/a%2Fb",
+        "/api/v1/sessions/a/b/c/d/e/f/g/h",
+        "/docs/assets/",
+        "/healthz/",
+    ]
+    for path in paths:
+        ours = app.find_handler(_request(path))
+        theirs = Application.find_handler(app, _request(path))
+        assert ours.handler_class is theirs.handler_class, path
+        assert ours.path_kwargs == theirs.path_kwargs, path
+
+
+def test_request_ids_are_fresh_hex() -> None:
+    ids = {new_request_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(re.fullmatch(r"[0-9a-f]{24}", rid) for rid in ids)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_bodyless_and_bodied_gets_answer_alike(api: Api) -> None:
+    """A GET without a body runs in one step; one with ``Content-Length``
+    (even 0, or a stray body) still streams: both answer the same."""
+    session = await api.session()
+    path = f"/api/v1/sessions/{session['id']}"
+    plain = await api.get(path)
+    empty = await api.request("GET", path, headers={"Content-Length": "0"})
+    stray = await api.request("GET", path, body=b"{}")
+    assert plain.status == empty.status == stray.status == 200
+    assert plain.json == empty.json == stray.json == session
