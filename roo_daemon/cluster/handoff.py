@@ -318,6 +318,12 @@ class Handoff:
         if rid not in self._running and self.ownership.is_local(session_id):
             self._spawn(self._take(rid))
 
+    def wake(self, session_id: str | None = None) -> None:
+        """Look for unclaimed requests now (an ownership callback: a session
+        this node just took over may have some waiting)."""
+        if not self._closed and self._poller is not None:
+            self._spawn(self.scan())
+
     async def scan(self) -> None:
         """Claim every unclaimed request for a session this node owns (a lost
         notification; sessions just taken over: call it then)."""

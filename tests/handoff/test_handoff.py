@@ -253,9 +253,10 @@ async def test_a_request_made_before_the_owner_listens_is_found_by_its_poll(clus
 @pytest.mark.gen_test(timeout=60)
 async def test_a_session_taken_over_has_its_waiting_requests_run_by_the_new_owner(cluster: Cluster) -> None:
     """Owner a stops taking requests; b takes ses_1 over while c's request
-    waits: b runs it (c's wait goes on)."""
+    waits: b runs it (c's wait goes on), woken by the takeover (ownership's
+    on_acquire calls ``wake``; its poll would find it too, later)."""
     a = await cluster.node("a", start=False)
-    b = await cluster.node("b", poll=0.2)
+    b = await cluster.node("b", poll=600)
     c = await cluster.node("c")
     cluster.nodes.owners["ses_1"] = "a"
     ran: list[str] = []
@@ -272,6 +273,7 @@ async def test_a_session_taken_over_has_its_waiting_requests_run_by_the_new_owne
     pending = asyncio.ensure_future(c.forward("ses_1", "updateSession", ALICE, {}))
     await until(lambda: len(cluster.rows()) == 1)
     cluster.nodes.owners["ses_1"] = "b"  # the takeover
+    b.wake("ses_1")
     assert await pending == "b"
     assert ran == ["b"]
 
