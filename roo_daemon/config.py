@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+import socket
 import tempfile
 from collections.abc import Mapping
 from importlib import resources
@@ -297,9 +298,24 @@ def prepare_data_dir(cfg: Config) -> Path:
     start, before the IOLoop serves anything, so the blocking calls are fine."""
     data_dir = Path(cfg["store"]["data_dir"]).expanduser().resolve()
     try:
-        (data_dir / "workspaces").mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        managed_dir(cfg, data_dir).mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):
             pass
     except OSError as e:
         raise ConfigError("store.data_dir", f"{data_dir} is not writable ({e.strerror})") from None
     return data_dir
+
+
+def managed_dir(cfg: Config, data_dir: Path) -> Path:
+    """Where the workspaces the daemon creates live: ``workspaces.managed_dir``,
+    else ``<data_dir>/workspaces``. Several daemons sharing workspaces
+    (``workspaces.shared``) point it at storage they all mount."""
+    configured = cfg["workspaces"]["managed_dir"]
+    return Path(configured).expanduser().resolve() if configured else data_dir / "workspaces"
+
+
+def node_id(cfg: Config) -> str:
+    """This daemon's name in a cluster: ``cluster.node_id``, else
+    ``<hostname>:<server.port>`` (stable across restarts of one service)."""
+    return cfg["cluster"]["node_id"] or f"{socket.gethostname()}:{cfg['server']['port']}"

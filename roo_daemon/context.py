@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from roo_daemon.checkpoints.manager import CheckpointManager
 from roo_daemon.checkpoints.store import CheckpointStore
 from roo_daemon.clientip import parse_networks
 from roo_daemon.cluster.caps import Caps, LocalCaps, make_caps
-from roo_daemon.config import Config, prepare_data_dir
+from roo_daemon.cluster.nodes import NodeIdInUse
+from roo_daemon.cluster.ownership import Ownership, SessionOwnership, SoleNode, open_ownership
+from roo_daemon.config import Config, managed_dir, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
 from roo_daemon.engine.providers import Provider, build_providers
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, daemon_files
@@ -20,12 +23,12 @@ from roo_daemon.engine.tools.artifacts import SETTINGS_KEY as OUTPUT_KEY
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
 from roo_daemon.mcp import McpHub, McpToolSource, build_hub
-from roo_daemon.metrics import Metrics
+from roo_daemon.metrics import ClusterMetrics, Metrics
 from roo_daemon.ratelimit import RateLimiter
 from roo_daemon.sessions.manager import SessionManager
 from roo_daemon.spec import Spec
 from roo_daemon.store import Database, EventStore, IdempotencyStore, SessionStore, TaskStore
-from roo_daemon.store.backends import StoreConfigError, claim, event_store, make_database
+from roo_daemon.store.backends import StoreConfigError, event_store, make_database
 from roo_daemon.store.database import DB_FILE, storage_error  # noqa: F401 (DB_FILE: the cli and tests import it from here)
 from roo_daemon.store.lock import DataDirLock, DataDirLocked
 from roo_daemon.tasks.manager import TaskManager
@@ -33,6 +36,8 @@ from roo_daemon.tasks.recovery import recover
 from roo_daemon.tasks.runner import TaskRunner
 from roo_daemon.webhooks import WebhookDispatcher
 from roo_daemon.ws.protocol import FrameValidator
+
+log = logging.getLogger("roo_daemon")
 
 
 class StartupError(Exception):
@@ -67,6 +72,7 @@ class AppContext:
     mcp: McpHub | None = None  # MCP server connections (roo_daemon/mcp)
     webhooks: WebhookDispatcher | None = None  # event deliveries (roo_daemon/webhooks)
     caps: Caps = field(default_factory=LocalCaps)  # per-principal caps across nodes (roo_daemon/cluster/caps.py)
+    ownership: SessionOwnership = field(default_factory=SoleNode)  # which node runs each session (roo_daemon/cluster)
 
     def update_limits(self, limits: dict[str, Any], max_subscriptions: int | None = None) -> None:
         """Apply a new ``limits`` section (and ``websocket.max_subscriptions``)
@@ -96,6 +102,7 @@ class AppContext:
             self.bus.unsubscribe(self.webhooks)
             await self.webhooks.close()
         await self.checkpoints.close()
+        await self.ownership.close()  # stops renewing the lease (its row's lease runs out)
         if self.mcp is not None:
             await self.mcp.close()  # after the tasks: no call is in flight; every server process ends
         for provider in self.providers.values():
@@ -140,7 +147,10 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     db = make_database(cfg["store"], data_dir)
     await db.open()
     try:
-        await claim(db)
+        ownership = await open_ownership(cfg, db)  # PostgreSQL: the node's lease (one process per node id)
+    except NodeIdInUse as e:
+        await db.close()
+        raise StoreConfigError(str(e)) from None
     except BaseException:
         await db.close()
         raise
@@ -158,6 +168,12 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     await caps.start()
     events = event_store(db)
     bus = EventBus(db, events)
+    if db.backend == "postgresql":
+        # Every write of a task is fenced: refused once another node owns its session.
+        bus.fence = ownership.fence_check
+        bus.on_fenced = ownership.lost
+        if metrics.cluster is not None and isinstance(ownership, Ownership):
+            _cluster_metrics(metrics.cluster, ownership, bus)
     bus.on_append = lambda name: metrics.events_appended.inc()
     if metrics.cluster is not None:
         bus.on_lag = metrics.cluster.notification_lag.observe  # another node's commit -> fan-out here
@@ -203,8 +219,15 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         cfg["limits"]["max_sessions_per_principal"],
         webhooks,
         caps,
+        ownership,
+        managed_dir(cfg, data_dir),
     )
     await sessions.load()
+    if db.backend == "postgresql":
+        sessions.shared_store = True  # other nodes create, change and delete sessions too
+        bus.subscribe(sessions)
+    ownership.on_release.append(runner.forget_session)  # a session lost to another node stops here
+    await ownership.start()  # reclaims this node's sessions, before their tasks are recovered
     bus.subscribe(webhooks)
     webhooks.session_of = lambda session_id: sessions.sessions.get(session_id)  # one this node comes to own
     webhooks.last_seq = lambda: bus.last_seq
@@ -248,8 +271,42 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         webhooks=webhooks,
         caps=caps,
     )
-    ctx.recovered = await recover(runner, sessions.sessions, engine_cfg["resume_interrupted"])
+    ctx.ownership = ownership
+    local = ownership.local_ids()
+    owned = sessions.sessions if local is None else {k: v for k, v in sessions.sessions.items() if k in local}
+    ctx.recovered = await recover(runner, owned, engine_cfg["resume_interrupted"])
+
+    async def recover_gained(session_ids: list[str]) -> None:
+        """Sessions this node gained while running (taken over, reclaimed):
+        their rows (perhaps created elsewhere after this node started),
+        then their tasks, as at a start."""
+        gained = {}
+        for session_id in session_ids:
+            session = await sessions.refresh(session_id)
+            if session is not None:
+                gained[session_id] = session
+        counts = await recover(runner, gained, engine_cfg["resume_interrupted"])
+        log.info("cluster: recovered the tasks of %d sessions: %s", len(gained), counts)
+
+    if isinstance(ownership, Ownership):
+        ownership.recover = recover_gained
     return ctx
+
+
+def _cluster_metrics(cluster: ClusterMetrics, ownership: Ownership, bus: EventBus) -> None:
+    """The lease and ownership series (roo_daemon/metrics.py ClusterMetrics)."""
+    lease = ownership.lease
+    cluster.node_serving.set_function(lambda: 1 if lease.held else 0)
+    cluster.lease_seconds_left.set_function(lease.seconds_left)
+    cluster.sessions_owned.set_function(lambda: len(ownership.local_ids()))
+    lease.on_outcome = lambda outcome: cluster.lease_renewals.labels(outcome).inc()
+    ownership.on_gained = cluster.sessions_taken_over.inc
+
+    def fenced(session_id: str) -> None:
+        cluster.fenced.inc()
+        ownership.lost(session_id)
+
+    bus.on_fenced = fenced
 
 
 def _pool_in_use(stats: dict[str, int]) -> int:

@@ -23,6 +23,9 @@ class ReadyHandler(ApiHandler):
             raise Problem(503, "the daemon is shutting down", slug="shutting-down")
         if not await self.ctx.db.ping():
             raise Problem(503, "the store is not reachable", slug="store-unavailable")
+        if not self.ctx.ownership.serving:
+            # Several nodes: its lease ran out unrenewed; it runs nothing until it renews.
+            raise Problem(503, "this node has lost its lease and takes no work", slug="lease-lost")
         # Reads working is not enough: not ready while writes fail (a full disk).
         failure = await self.ctx.db.check_writable()
         if failure is not None:

@@ -156,7 +156,7 @@ class CheckpointManager:
     # -- the API ------------------------------------------------------------
 
     async def _task(self, principal: Principal, session_id: str, task_id: str) -> tuple[Session, Any]:
-        session = self.sessions.visible(principal, session_id)
+        session = await self.sessions.visible(principal, session_id)
         task = await self.tasks.get(principal, session_id, task_id)  # 404 for another's or unknown
         self.repos.require(session)
         return session, task
@@ -199,7 +199,7 @@ class CheckpointManager:
         key: str | None,
     ) -> tuple[dict[str, Any], bool]:
         if self.remote is not None and self.remote.elsewhere(session_id):
-            self.sessions.visible(principal, session_id)
+            await self.sessions.visible(principal, session_id)
             return await self.remote.restore(principal, session_id, task_id, checkpoint_id, body, key)
         session, task = await self._task(principal, session_id, task_id)
         row = await self._checkpoint_row(task_id, checkpoint_id)

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -64,6 +65,11 @@ class EventBus:
         self.on_lag: Any = None  # metrics hook (PostgreSQL): another node's commit -> fan-out here, seconds
         # PostgreSQL: every node's events, merged in seq order (events/merge.py).
         self._merge: OrderedFanOut | None = None
+        # Several nodes (roo_daemon/cluster): the fence check chained into
+        # every write of a task (an event with a task_id, ``fenced_write``),
+        # and who to tell when one is refused. None on a single daemon.
+        self.fence: Callable[[str], WriteFn | None] | None = None
+        self.on_fenced: Callable[[str], None] | None = None
 
     async def open(self) -> None:
         self.last_seq = await self.store.last_seq()
@@ -107,6 +113,9 @@ class EventBus:
         not. Raises :class:`UnstorableEvent`, taking no seq, if an event
         cannot be encoded."""
         ts = time.time()
+        check = self.fence(session_id) if self.fence is not None and task_id and session_id else None
+        if check is not None:
+            write = chain(check, write) if write is not None or also else None
         # A store that numbers events itself (PostgreSQL, shared by several
         # daemons) gives them their seq as it commits them; 0 until then.
         numbered = not self.store.assigns_seq
@@ -127,16 +136,44 @@ class EventBus:
 
             fut = self.db.write(chain(write, self.store.insert(encoded)), after=fan_out_all)
             fut.add_done_callback(_log_failure)
+            if check is not None:
+                self._watch(fut, session_id)
             return fut
         if numbered:
             self.last_seq += 1
         if write is None:
             # The common case (streamed text, tool events): rows share one
             # statement per commit (each fails alone; the store logs it).
-            return self.store.append((event, row), after=lambda: self._committed(event))
-        fut = self.db.write(chain(write, self.store.insert([(event, row)])), after=lambda: self._committed(event))
-        fut.add_done_callback(_log_failure)
+            # Their fence checks are made once per session and commit.
+            if check is None:
+                return self.store.append((event, row), after=lambda: self._committed(event))
+            fut = self.store.append((event, row), after=lambda: self._committed(event), check=check)
+        else:
+            fut = self.db.write(chain(write, self.store.insert([(event, row)])), after=lambda: self._committed(event))
+            fut.add_done_callback(_log_failure)
+        if check is not None:
+            self._watch(fut, session_id)
         return fut
+
+    def fenced_write(self, write: WriteFn, session_id: str) -> asyncio.Future:
+        """A task's write with no event (its conversation's rows): fenced as
+        its events are."""
+        check = self.fence(session_id) if self.fence is not None else None
+        if check is None:
+            return self.db.write(write)
+        fut = self.db.write(chain(check, write))
+        self._watch(fut, session_id)
+        return fut
+
+    def _watch(self, fut: asyncio.Future, session_id: str | None) -> None:
+        """Tell ``on_fenced`` when the session's write was refused: this
+        node no longer owns it."""
+
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled() and _is_fenced(f.exception()) and self.on_fenced is not None and session_id:
+                self.on_fenced(session_id)
+
+        fut.add_done_callback(done)
 
     @staticmethod
     def _encode(
@@ -201,9 +238,16 @@ def _from_row(row: LogRow) -> Event:
     return Event(seq, name, session_id, task_id, owner, frame)
 
 
+def _is_fenced(exc: BaseException | None) -> bool:
+    return exc is not None and getattr(exc, "slug", None) == "owner-changed"
+
+
 def _log_failure(fut: asyncio.Future) -> None:
     if fut.cancelled() or fut.exception() is None:
         return
     if isinstance(fut.exception(), Problem) and fut.exception().status_code < 500:  # type: ignore[union-attr]
         return  # a write that refused on purpose (a cap's 429): the producer answers it
+    if _is_fenced(fut.exception()):
+        log.info("event not stored: %s", fut.exception())  # another node owns the session now
+        return
     log.error("event append failed: %s", fut.exception())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from roo_daemon.api.base import ApiHandler
 
 
@@ -27,8 +29,15 @@ class SessionsHandler(ApiHandler):
 class SessionHandler(ApiHandler):
     operations = {"GET": "getSession", "PATCH": "updateSession", "DELETE": "deleteSession"}
 
-    def get(self, session_id: str) -> None:
-        self.send_json(self.ctx.sessions.visible(self.principal, session_id).resource_json)
+    def get(self, session_id: str) -> Awaitable[None] | None:
+        session = self.ctx.sessions.visible_now(self.principal, session_id)
+        if session is None:  # several nodes: perhaps created on another a moment ago
+            return self._get_stored(session_id)
+        self.send_json(session.resource_json)
+        return None
+
+    async def _get_stored(self, session_id: str) -> None:
+        self.send_json((await self.ctx.sessions.visible(self.principal, session_id)).resource_json)
 
     async def patch(self, session_id: str) -> None:
         session = await self.ctx.sessions.update(self.principal, session_id, self.json_body())

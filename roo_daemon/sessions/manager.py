@@ -5,6 +5,7 @@ kept in memory: looking one up (every task request does) costs no I/O."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from roo_daemon.auth import Principal
 from roo_daemon.cluster.caps import Caps, LocalCaps, too_many_sessions
+from roo_daemon.cluster.ownership import SessionOwnership, SoleNode
 from roo_daemon.engine.modes import Mode, ModeError, available_modes
 from roo_daemon.engine.providers.base import Provider
 from roo_daemon.events import EventBus
@@ -29,6 +31,8 @@ from roo_daemon.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
     from roo_daemon.cluster.remote import Remote
+
+log = logging.getLogger("roo_daemon.sessions")
 
 
 class SessionManager:
@@ -46,6 +50,8 @@ class SessionManager:
         max_sessions: int = 10000,
         webhooks: WebhookDispatcher | None = None,
         caps: Caps | None = None,
+        ownership: SessionOwnership | None = None,
+        managed_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -59,7 +65,17 @@ class SessionManager:
         self.max_sessions = max_sessions
         self.webhooks = webhooks
         self.caps = caps or LocalCaps()
+        # Which node runs each session's tasks (roo_daemon/cluster); on one
+        # daemon (SQLite) this one, always.
+        self.ownership: SessionOwnership = ownership or SoleNode()
+        self.managed_dir = managed_dir or data_dir / "workspaces"
         self.sessions: dict[str, Session] = {}
+        # Several nodes (PostgreSQL): sessions are also created, changed and
+        # deleted by the others; a miss reads the store, and their
+        # session.* events refresh this cache (``deliver``).
+        self.shared_store = False
+        self._refreshing: dict[str, asyncio.Lock] = {}  # per session: one read at a time, in order
+        self._refreshes: set[asyncio.Task] = set()
         self._creating: Counter[str] = Counter()  # sessions being created, per principal
         self._updating: dict[str, asyncio.Lock] = {}  # per session: one PATCH at a time
         # Several nodes (PostgreSQL): a PATCH or DELETE of a session another
@@ -74,10 +90,67 @@ class SessionManager:
     async def load(self) -> None:
         self.sessions = {s.id: s for s in await self.store.load_all()}
 
-    def visible(self, principal: Principal, session_id: str) -> Session:
+    async def refresh(self, session_id: str) -> Session | None:
+        """The session as stored now, into the cache (gone from the store:
+        out of it). A cached session is changed in place: its live tasks
+        hold that object. For sessions another node created or changed.
+        One read at a time per session, in call order, so an older read
+        never overwrites a newer one."""
+        lock = self._refreshing.setdefault(session_id, asyncio.Lock())
+        try:
+            async with lock:
+                stored = await self.store.get(session_id)
+                cached = self.sessions.get(session_id)
+                if stored is None:
+                    self.sessions.pop(session_id, None)
+                    return None
+                if cached is None:
+                    self.sessions[session_id] = stored
+                    return stored
+                cached.apply({name: getattr(stored, name) for name in stored.__dataclass_fields__})
+                return cached
+        finally:
+            if not lock.locked() and self._refreshing.get(session_id) is lock:
+                del self._refreshing[session_id]
+
+    def deliver(self, event: Any) -> None:
+        """A bus subscriber (several nodes only): another node created,
+        changed or deleted a session this node does not own: read it again.
+        (The owner's own changes are in this cache already.)"""
+        if not event.name.startswith("session.") or event.session_id is None:
+            return
+        if self.ownership.is_local(event.session_id):
+            return
+        task = asyncio.get_running_loop().create_task(self.refresh(event.session_id))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task) -> None:
+        self._refreshes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The store is unreachable: the next event, or a miss, reads it again.
+            log.warning("could not refresh a session from the store: %s", task.exception())
+
+    async def visible(self, principal: Principal, session_id: str) -> Session:
         """The session if ``principal`` may see it; 404 otherwise (also when
-        it belongs to someone else, so ids of others leak nothing)."""
+        it belongs to someone else, so ids of others leak nothing). With
+        several nodes, one not cached yet (created on another node a moment
+        ago) is read from the store."""
         session = self.sessions.get(session_id)
+        if session is None and self.shared_store:
+            session = await self.refresh(session_id)
+        return self._check_visible(principal, session_id, session)
+
+    def visible_now(self, principal: Principal, session_id: str) -> Session | None:
+        """:meth:`visible` from the cache alone (no await: the GET's fast
+        path); None when the store must be read (a miss, several nodes)."""
+        session = self.sessions.get(session_id)
+        if session is None and self.shared_store:
+            return None
+        return self._check_visible(principal, session_id, session)
+
+    @staticmethod
+    def _check_visible(principal: Principal, session_id: str, session: Session | None) -> Session:
         if session is None or not (principal.is_admin or session.owner == principal.name):
             raise not_found("session", session_id)
         return session
@@ -111,7 +184,7 @@ class SessionManager:
         if session_id is None:
             workspace = None
         else:
-            workspace = self.visible(principal, session_id).workspace
+            workspace = (await self.visible(principal, session_id)).workspace
         try:
             # .roomodes is a file read: off the loop.
             modes = await asyncio.to_thread(available_modes, self.config_modes, workspace)
@@ -132,13 +205,14 @@ class SessionManager:
             self._creating[principal.name] += 1
             try:
                 session = await self._new_session(principal, body)
-                write = chain(
-                    self.caps.session_slot(principal.name, cap),
-                    SessionStore.insert(session),
-                    record(session.id) if record else None,
-                    self.webhooks.start_cursors(session) if self.webhooks else None,
-                )
                 try:
+                    write = chain(
+                        self.caps.session_slot(principal.name, cap),
+                        SessionStore.insert(session),
+                        self.ownership.claim_new(session.id),  # this node owns what it creates (or 503)
+                        record(session.id) if record else None,
+                        self.webhooks.start_cursors(session) if self.webhooks else None,
+                    )
                     await self.bus.append(
                         "session.created",
                         session.to_resource(),
@@ -153,6 +227,7 @@ class SessionManager:
                         await asyncio.to_thread(shutil.rmtree, session.workspace, True)
                     raise
                 self.sessions[session.id] = session
+                self.ownership.committed_new(session.id)
                 if self.webhooks is not None:
                     self.webhooks.add_session(session)
             finally:
@@ -160,7 +235,7 @@ class SessionManager:
             return session.id
 
         session_id, replayed = await self.idempotency.create_once(principal.name, "createSession", key, body, create)
-        return self.visible(principal, session_id), replayed
+        return await self.visible(principal, session_id), replayed
 
     async def _new_session(self, principal: Principal, body: dict[str, Any]) -> Session:
         provider = body.get("provider", self.defaults["provider"])
@@ -178,7 +253,7 @@ class SessionManager:
         if "workspace" in body:
             workspace, managed = await asyncio.to_thread(self._existing_workspace, body["workspace"], principal), False
         else:
-            workspace, managed = str(self.data_dir / "workspaces" / session_id), True
+            workspace, managed = str(self.managed_dir / session_id), True
             try:
                 await asyncio.to_thread(os.makedirs, workspace, exist_ok=True)
             except OSError as e:
@@ -242,9 +317,9 @@ class SessionManager:
             return "contains a workspaces.roots entry: use a directory that holds no root"
         if not any(root in path.parents for root in self.roots):
             return "is not under any configured workspaces.roots"
-        data = self.data_dir.resolve()
-        if path == data or data in path.parents or path in data.parents:
-            return "overlaps the daemon's data dir (its store and managed workspaces)"
+        for data in {self.data_dir.resolve(), self.managed_dir.resolve()}:
+            if path == data or data in path.parents or path in data.parents:
+                return "overlaps the daemon's data dir (its store and managed workspaces)"
         return None
 
     @staticmethod
@@ -273,7 +348,7 @@ class SessionManager:
         a dashboard can switch on write approval to let a running task go
         on. One update at a time per session, so the stored document and
         the ``session.updated`` events follow the order the updates took."""
-        session = self.visible(principal, session_id)
+        session = await self.visible(principal, session_id)
         if self.remote is not None and self.remote.elsewhere(session_id):
             return await self.remote.update_session(principal, session_id, body)
         lock = self._updating.setdefault(session_id, asyncio.Lock())
@@ -313,7 +388,7 @@ class SessionManager:
         return session
 
     async def delete(self, principal: Principal, session_id: str) -> None:
-        session = self.visible(principal, session_id)
+        session = await self.visible(principal, session_id)
         if self.remote is not None and self.remote.elsewhere(session_id):
             return await self.remote.delete_session(principal, session_id)
         # Forget it first: a concurrent delete now gets 404 and no new task
@@ -327,7 +402,8 @@ class SessionManager:
             {"id": session_id},
             session_id=session_id,
             owner=session.owner,
-            write=chain(SessionStore.delete(session_id), cursors),
+            write=chain(self.ownership.release(session_id), SessionStore.delete(session_id), cursors),
         )
+        self.ownership.committed_release(session_id)
         if session.workspace_managed:
             await asyncio.to_thread(shutil.rmtree, session.workspace, True)

@@ -53,17 +53,3 @@ def event_store(db: Database) -> EventStore:
 def describe(db: Database) -> str:
     """Where the store is, for messages: its file, or the DSN's variable."""
     return getattr(db, "where", None) or str(db.path.parent)
-
-
-async def claim(db: Database) -> None:
-    """What a daemon (not a tool or a test's extra writer) does once its store
-    is open: on PostgreSQL, claim the database as its only node. Raises
-    :class:`StoreConfigError` if another daemon serves it."""
-    if db.backend != "postgresql":
-        return  # SQLite: the data dir's lock (store/lock.py) already says so
-    from roo_daemon.store.postgres import DatabaseInUse
-
-    try:
-        await db.claim_sole_node()  # type: ignore[attr-defined]
-    except DatabaseInUse as e:
-        raise StoreConfigError(str(e)) from None

@@ -45,6 +45,7 @@ import psycopg.errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
+from roo_daemon.cluster.fence import FenceCheck, Fenced, check_fences
 from roo_daemon.problems import StorageUnavailable
 from roo_daemon.store.database import SCHEMA, Database, _probe, _Rows
 from roo_daemon.store.schema import MIGRATIONS, SCHEMA_VERSION, refuse_newer
@@ -64,7 +65,7 @@ LISTEN_POLL_SECONDS = 0.5  # how often the listener looks up from waiting (to st
 # first migration step, and by every transaction that appends events.
 MIGRATION_LOCK = 0x726F6F646D6967  # "roodmig"
 EVENT_SEQ_LOCK = 0x726F6F64736571  # "roodseq"
-SOLE_NODE_LOCK = 0x726F6F646E6F64  # "roodnod": held by the one daemon serving the database
+# (Each node's own lock, held while it runs, is in roo_daemon/cluster/nodes.py.)
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,6 @@ class _Channel:
     convert: Callable[[str], Any]
     skip_own: bool
     ready: threading.Event
-
-
-class DatabaseInUse(Exception):
-    """Another daemon already serves this database (see :meth:`PgDatabase.claim_sole_node`)."""
 
 
 # Version 1 on PostgreSQL also holds the event counter (its only table of
@@ -131,7 +128,8 @@ class PgConnection:
 
 # A row's own fault: its values, a constraint. Anything else (the server
 # gone, a full disk) fails the whole batch.
-_PG_ROW_ERRORS = (psycopg.errors.IntegrityError, psycopg.errors.DataError, ValueError, OverflowError)
+# A write for a session this node no longer owns (``Fenced``) fails alone too.
+_PG_ROW_ERRORS = (psycopg.errors.IntegrityError, psycopg.errors.DataError, ValueError, OverflowError, Fenced)
 
 # SQLSTATE classes and codes that mean the database cannot take writes.
 _STORAGE_STATES = {
@@ -221,7 +219,6 @@ class PgDatabase(Database):
         self._reader = ThreadPoolExecutor(pool_size, thread_name_prefix="store-reader")
         self._pool: ConnectionPool | None = None
         self._writer_pg: PgConnection | None = None
-        self._node_conn: PgConnection | None = None  # holds SOLE_NODE_LOCK while this daemon serves
         self._listener: threading.Thread | None = None  # one thread and connection for every channel
         self._channels: dict[str, _Channel] = {}
         self._listen_lock = threading.Lock()
@@ -262,24 +259,11 @@ class PgDatabase(Database):
         self.writer_pid = c.conn.info.backend_pid
         self.clock_offset = measure_clock_offset(c)
 
-    async def claim_sole_node(self) -> None:
-        """Until session leases exist, one daemon serves a database: at start
-        a daemon recovers every unfinished task in the store as its own (as
-        after a crash), so a second one would run the first's tasks again.
-        A session advisory lock on a connection of its own says who serves
-        it; the server drops it when that daemon's connection ends (a stop,
-        a crash, ``kill -9``). Raises :class:`DatabaseInUse` if held."""
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._claim_sole_node)
-
-    def _claim_sole_node(self) -> None:
-        c = self._connect()
-        if not c.execute("SELECT pg_try_advisory_lock(?)", (SOLE_NODE_LOCK,)).fetchone()[0]:
-            c.conn.close()
-            raise DatabaseInUse(
-                f"another roo-daemon already serves {self.where}; several daemons on one database"
-                " need session leases, which this release does not have yet (docs/postgresql.md)"
-            )
-        self._node_conn = c
+    def connect(self, **params: Any) -> PgConnection:
+        """A connection of the caller's own (blocking: call it off the loop),
+        for what must not share the writer's or the pool's: a node's lease
+        and its advisory lock (roo_daemon/cluster/nodes.py)."""
+        return PgConnection(psycopg.connect(self.dsn, autocommit=True, **{"connect_timeout": 10, **params}))
 
     def _open_pool(self) -> ConnectionPool:
         pool = ConnectionPool(
@@ -411,9 +395,8 @@ class PgDatabase(Database):
                 await asyncio.to_thread(self._listener.join, LISTEN_POLL_SECONDS * 4)
 
     def _close_writer(self) -> None:
-        for c in (self._writer_pg, self._node_conn):
-            if c is not None:
-                c.conn.close()
+        if self._writer_pg is not None:
+            self._writer_pg.conn.close()
 
 
 def measure_clock_offset(c: PgConnection) -> float:
@@ -460,7 +443,8 @@ def append_events(c: PgConnection, items: list[tuple[Any, EventRow]]) -> None:
     last = c.execute("UPDATE event_seq SET last = last + ? RETURNING last", (len(items),)).fetchone()[0]
     first = last - len(items) + 1
     numbered = []
-    for i, (_, row) in enumerate(items):
+    for i, item in enumerate(items):
+        row = item[1]
         seq = first + i
         numbered.append((seq, row[1], row[2], row[3], row[4], row[5], renumber(row[6], seq)))
     # COPY: one round trip for the whole batch (executemany costs one per row).
@@ -475,18 +459,30 @@ def append_events(c: PgConnection, items: list[tuple[Any, EventRow]]) -> None:
         "SELECT pg_notify(?, concat(?::text, ' ', extract(epoch from clock_timestamp())))",
         (EVENTS_CHANNEL, str(last)),
     )
-    for (event, _), row in zip(items, numbered, strict=True):
+    for item, row in zip(items, numbered, strict=True):
+        event = item[0]
         if event is not None:
             event.seq, event.frame, event.payload = row[0], row[6], row[6].encode()
 
 
 class _EventRows(_Rows):
     """A batch of single events (``EventStore.append``): numbered together
-    under one lock and one counter update, inserted by one executemany."""
+    under one lock and one counter update, inserted by one ``COPY``.
+
+    A task's event carries its session's fence check (``(event, row,
+    check)``, see roo_daemon/cluster/fence.py): the batch checks every
+    session it writes for in one statement, first; if one is no longer
+    this node's, the batch fails with :class:`Fenced`, and the writer
+    inserts its rows one by one, so only that session's rows fail."""
 
     __slots__ = ()
 
     def insert(self, conn: Any, rows: list[Any]) -> None:
+        checks = {r[2].session_id: r[2] for r in rows if len(r) > 2 and r[2] is not None}
+        if checks:
+            refused = check_fences(conn, list(checks.values()))
+            if refused:
+                raise next(iter(refused.values()))
         append_events(conn, rows)
 
 
@@ -498,8 +494,10 @@ class PgEventStore(EventStore):
     def insert(self, items: list[tuple[Any, EventRow]]) -> Callable[[Any], None]:
         return lambda c: append_events(c, items)
 
-    def append(self, item: tuple[Any, EventRow], after: Callable[[], None]) -> asyncio.Future:
-        return self.db.write_row(self.INSERT, item, after=after, batch=_EventRows)
+    def append(
+        self, item: tuple[Any, EventRow], after: Callable[[], None], check: FenceCheck | None = None
+    ) -> asyncio.Future:
+        return self.db.write_row(self.INSERT, (*item, check), after=after, batch=_EventRows)
 
     async def last_seq(self) -> int:
         return await self.db.read(lambda c: c.execute("SELECT last FROM event_seq").fetchone()[0])

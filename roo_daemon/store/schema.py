@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Version N's statements turn version N-1 into N.
 MIGRATIONS: dict[int, str] = {
@@ -100,6 +100,25 @@ CREATE TABLE ws_connections (
 CREATE INDEX ws_connections_by_principal ON ws_connections (principal);
 CREATE INDEX ws_connections_by_node ON ws_connections (node_id);
 CREATE INDEX sessions_by_owner ON sessions (owner);
+""",
+    # Cluster membership and session ownership (roo_daemon/cluster/): each
+    # daemon's lease (times from the database's clock), and which node owns
+    # each session with its fencing token. Used on PostgreSQL only; on
+    # SQLite the one daemon owns everything and the tables stay empty.
+    7: """
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    incarnation TEXT NOT NULL,
+    lease_until REAL NOT NULL,
+    started_at REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE session_owners (
+    session_id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    fence INTEGER NOT NULL
+);
+CREATE INDEX session_owners_by_node ON session_owners (node_id);
 """,
 }
 

@@ -97,6 +97,10 @@ class SessionStore:
 
         return run
 
+    async def get(self, session_id: str) -> Session | None:
+        row = await self.db.read(lambda c: c.execute("SELECT doc FROM sessions WHERE id = ?", (session_id,)).fetchone())
+        return Session.from_doc(json.loads(row[0])) if row else None
+
     async def load_all(self) -> list[Session]:
         rows = await self.db.read(lambda c: c.execute("SELECT doc FROM sessions ORDER BY n").fetchall())
         return [Session.from_doc(json.loads(r[0])) for r in rows]
@@ -229,8 +233,15 @@ class EventStore:
         rows = [row for _, row in items]
         return lambda c: c.executemany(EventStore.INSERT, rows)
 
-    def append(self, item: tuple[Any, EventRow], after: Callable[[], None]) -> asyncio.Future:
-        """One event on its own: rows share one statement per commit (each fails alone)."""
+    def append(
+        self, item: tuple[Any, EventRow], after: Callable[[], None], check: WriteFn | None = None
+    ) -> asyncio.Future:
+        """One event on its own: rows share one statement per commit (each
+        fails alone). ``check`` (a fence check, several nodes only) goes in
+        the same transaction."""
+        if check is not None:
+            row = item[1]
+            return self.db.write(chain(check, lambda c: c.execute(EventStore.INSERT, row)), after=after)
         return self.db.write_row(self.INSERT, item[1], after=after)
 
     async def last_seq(self) -> int:

@@ -63,7 +63,7 @@ class TaskManager:
     async def create(
         self, principal: Principal, session_id: str, body: dict[str, Any], key: str | None
     ) -> tuple[Task, bool]:
-        session = self.sessions.visible(principal, session_id)
+        session = await self.sessions.visible(principal, session_id)
         if self.remote is not None and self.remote.elsewhere(session_id):
             return await self.remote.create_task(principal, session_id, body, key)
         provider = body.get("provider", session.provider)
@@ -130,7 +130,7 @@ class TaskManager:
         self._creating[principal.name] += 1
 
     async def get(self, principal: Principal, session_id: str, task_id: str) -> Task:
-        self.sessions.visible(principal, session_id)
+        await self.sessions.visible(principal, session_id)
         run = self.runner.live(task_id)
         if run is not None and run.task.session_id == session_id:
             return run.task
@@ -142,7 +142,7 @@ class TaskManager:
     async def list(
         self, principal: Principal, session_id: str, limit: int, cursor: str | None, status: str | None
     ) -> tuple[list[Task], str | None]:
-        self.sessions.visible(principal, session_id)
+        await self.sessions.visible(principal, session_id)
         items, last = await self.store.page(session_id, status, decode_cursor(cursor), limit)
         # The store may be a moment behind a live task's in-memory state;
         # answer with the freshest copy.
@@ -161,7 +161,7 @@ class TaskManager:
         first: the approvals inbox is ``status=waiting``. A ``session_id``
         the principal may not see is 404, as on the session's own list."""
         if session_id is not None:
-            self.sessions.visible(principal, session_id)
+            await self.sessions.visible(principal, session_id)
         owner = None if principal.is_admin else principal.name
         items, last = await self.store.page_all(owner, session_id, status, decode_cursor(cursor), limit)
         # The freshest copy of a live task; one that has moved on from the
@@ -176,7 +176,7 @@ class TaskManager:
 
     async def cancel(self, principal: Principal, session_id: str, task_id: str) -> Task:
         if self.remote is not None and self.remote.elsewhere(session_id):
-            self.sessions.visible(principal, session_id)
+            await self.sessions.visible(principal, session_id)
             return await self.remote.cancel_task(principal, session_id, task_id)
         task = await self.get(principal, session_id, task_id)
         run = self.runner.live(task_id)
@@ -203,7 +203,7 @@ class TaskManager:
         followup ask's suggestion chosen as the answer (its text; one that
         names a mode switches the task to it, as in Roo's chat view)."""
         if self.remote is not None and self.remote.elsewhere(session_id):
-            self.sessions.visible(principal, session_id)
+            await self.sessions.visible(principal, session_id)
             return await self.remote.respond(principal, session_id, task_id, ask_id, approve, text, images, suggestion)
         task = await self.get(principal, session_id, task_id)
         run = self.runner.live(task_id)
@@ -231,7 +231,7 @@ class TaskManager:
         Decided under a per-task lock, so of two messages racing on a
         finished task the first continues it and the second is queued
         behind it."""
-        session = self.sessions.visible(principal, session_id)
+        session = await self.sessions.visible(principal, session_id)
         if self.remote is not None and self.remote.elsewhere(session_id):
             return await self.remote.post_message(principal, session_id, task_id, body, key)
         text, images = body.get("text", ""), body.get("images", [])

@@ -51,7 +51,7 @@ async def recover(runner: TaskRunner, sessions: dict[str, Session], resume_inter
             counts["interrupted"] += 1
         else:  # interrupted by the last stop, not to be resumed: it stays so
             task.state.pop("resume_pending", None)
-            await runner.bus.db.write(TaskStore.update(task))
+            await runner.bus.fenced_write(TaskStore.update(task), task.session_id)
     for run in waiting:
         run.schedule_expiry()
         await answer_if_child_ended(runner, run)

@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from roo_daemon.cluster.fence import Fenced
 from roo_daemon.engine.base import Answer, TaskFailure
 from roo_daemon.engine.calls import current_call_id
 from roo_daemon.engine.conversation import Conversation
@@ -69,7 +70,9 @@ class TaskRun:
         self.modes: dict[str, Any] = {}
         self.previous_mode = task.mode
         self.worker: asyncio.Task | None = None
-        self.stop_reason: str | None = None  # "cancelled" or "interrupted" once asked to stop
+        # "cancelled" or "interrupted" once asked to stop; "fenced": another
+        # node owns the session now, the run stops with no further write.
+        self.stop_reason: str | None = None
         self.finishing = False
         self.holds_slot = False
         self.done = asyncio.Event()
@@ -127,7 +130,7 @@ class TaskRun:
         if event is not None:
             fut = self.runner.bus.publish(event[0], event[1], write=write, **self._ids())
         else:
-            fut = self.runner.bus.db.write(write)
+            fut = self.runner.bus.fenced_write(write, self.task.session_id)
         fut.add_done_callback(self._stored)
 
     def _stored(self, fut: asyncio.Future) -> None:
@@ -247,6 +250,8 @@ class TaskRun:
         ``expect``: ``(status, ask id)`` the stored task must still have, else
         nothing changes and :class:`StaleWrite` is raised (a compare-and-set);
         ``extra``: another write for the same transaction."""
+        if self.stop_reason == "fenced":
+            raise Fenced(self.task.session_id)  # another node runs this task now: not a write more from here
         old = self.task.status
         saved = {key: getattr(self.task, key) for key in changes}
         self.task.status = status
@@ -366,6 +371,11 @@ class TaskRun:
                     bool(stored.get("expired")),
                 )
             )
+
+    @property
+    def fenced(self) -> bool:
+        """Whether this node lost the session: stopped as such, or a write refused."""
+        return self.stop_reason == "fenced" or isinstance(self._store_error, Fenced)
 
     @property
     def warm(self) -> bool:

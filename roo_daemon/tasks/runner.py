@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+from roo_daemon.cluster.fence import Fenced
 from roo_daemon.engine.base import Engine, TaskFailure
 from roo_daemon.events import EventBus
 from roo_daemon.metrics import Metrics
@@ -234,6 +235,14 @@ class TaskRunner:
             pass  # answered or stopped meanwhile
 
     async def _execute(self, run: TaskRun) -> None:
+        try:
+            await self._run_to_end(run)
+        except Fenced:
+            # Another node owns the session now (it took it over): this run
+            # ends here with no further write; its new owner runs the task.
+            self._drop(run)
+
+    async def _run_to_end(self, run: TaskRun) -> None:
         parked = False
         try:
             run.started = time.monotonic()
@@ -246,6 +255,8 @@ class TaskRunner:
             if current is not None:
                 current.uncancel()
             reason = run.stop_reason or "interrupted"
+            if reason == "fenced":
+                raise Fenced(run.task.session_id) from None
             if reason == "interrupted" and run.task.status in ("waiting", "queued"):
                 parked = True  # stopping with an ask open (or answered, waiting for a slot): stays as stored
             else:
@@ -255,14 +266,19 @@ class TaskRunner:
                     "cancelled by the client" if reason == "cancelled" else "the daemon stopped while the task ran"
                 )
                 await run.finish(reason, error={"code": reason, "message": message})
-        except TaskFailure as e:
-            log_failure(run.task, e)
-            await run.finish("failed", error={"code": e.code, "message": e.message})
-        except Exception:
-            log.exception("task %s: engine error", run.task.id)
-            await run.finish(
-                "failed", error={"code": "internal", "message": "internal engine error; see the daemon log"}
-            )
+        except Fenced:
+            raise
+        except Exception as e:
+            if run.fenced:  # a refused write: the session is another node's now
+                raise Fenced(run.task.session_id) from None
+            if isinstance(e, TaskFailure):
+                log_failure(run.task, e)
+                await run.finish("failed", error={"code": e.code, "message": e.message})
+            else:
+                log.exception("task %s: engine error", run.task.id)
+                await run.finish(
+                    "failed", error={"code": "internal", "message": "internal engine error; see the daemon log"}
+                )
         finally:
             run.cancel_expiry()
             if run.holds_slot:
@@ -288,6 +304,36 @@ class TaskRunner:
                 await self.continue_task(run.task, run.session, reason="continue", first=None, write=None)
         except Exception:
             log.exception("task %s: could not continue with its queued messages", run.task.id)
+
+    def _drop(self, run: TaskRun) -> None:
+        """Forget a fenced run: no slot, no queue place, no status here."""
+        if run.done.is_set():
+            return
+        run.stop_reason = "fenced"
+        run.cancel_expiry()
+        if self.runs.get(run.task.id) is run:
+            del self.runs[run.task.id]
+        if run.task.status in ("queued", "running", "waiting"):
+            self.metrics.tasks_active.labels(run.task.status).dec()
+        try:
+            self._queue.remove(run.task.id)
+        except ValueError:
+            pass
+        self.release_slot(run)
+        run.done.set()
+        self._pump()
+
+    def forget_session(self, session_id: str) -> None:
+        """This node no longer owns the session (another took it over, or
+        this node's lease ran out): its runs stop at once and write nothing
+        more; the store keeps them as they were, for the session's owner to
+        go on with (a restart of this node reclaims them if no one did)."""
+        for run in self.live_in_session(session_id):
+            run.stop_reason = "fenced"
+            if run.worker is not None and not run.worker.done():
+                run.worker.cancel()  # its _execute drops it
+            else:
+                self._drop(run)  # queued or parked: nothing runs
 
     async def cancel(self, run: TaskRun, reason: str = "cancelled") -> None:
         """Stop a live task and wait (up to a second) for its final status."""

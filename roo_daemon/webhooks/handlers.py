@@ -9,7 +9,7 @@ class SessionWebhooksHandler(ApiHandler):
     operations = {"GET": "listSessionWebhooks"}
 
     async def get(self, session_id: str) -> None:
-        session = self.ctx.sessions.visible(self.principal, session_id)
+        session = await self.ctx.sessions.visible(self.principal, session_id)
         webhooks = self.ctx.webhooks
         # Another node's session: what its owner last stored (a read).
         items = await webhooks.states(session, self.principal.is_admin) if webhooks else []

@@ -242,7 +242,7 @@ class EventSocket(WebSocketHandler, ProblemWriter):
         if len(self.subs) >= limit:
             raise Problem(429, f"at most {limit} subscriptions per connection", slug="too-many-requests")
         if frame.get("session_id") is not None:
-            self.ctx.sessions.visible(self.principal, frame["session_id"])
+            await self.ctx.sessions.visible(self.principal, frame["session_id"])
         after = frame.get("after")
         sub = self.subs.add(sub_id, frame.get("session_id"), frame.get("task_id"), after)
         self._reply("subscribed", sub_id, {"after": after} if after is not None else {})

@@ -42,12 +42,6 @@ class Node:
 @pytest.fixture
 def nodes(io_loop: Any, tmp_path: Path, pg_dsn: str, monkeypatch: Any) -> Iterator[list[Node]]:
     monkeypatch.setenv(PG_DSN_ENV, pg_dsn)
-
-    async def several_nodes(db: Any) -> None:
-        """Until session leases land, a daemon claims its database as the
-        only node; these two share one to test the caps alone."""
-
-    monkeypatch.setattr("roo_daemon.context.claim", several_nodes)
     started: list[Node] = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -61,7 +55,7 @@ def nodes(io_loop: Any, tmp_path: Path, pg_dsn: str, monkeypatch: Any) -> Iterat
             },
             engine={"max_concurrent_tasks": 8},
         )
-        cfg["cluster"] = {"node_id": f"node-{name}"}
+        cfg["cluster"]["node_id"] = f"node-{name}"
         ctx = io_loop.run_sync(lambda cfg=cfg: open_context(cfg))
         sock, port = bind_unused_port()
         server = HTTPServer(make_app(ctx))
@@ -147,7 +141,7 @@ async def test_sessions_on_one_node_count_on_the_other(nodes: list[Node]) -> Non
     await nodes[0].as_("bob").session()  # per principal
     # Deleting one (on the node that made it) makes room on either.
     made = next(r.json for r in results if r.status == 201)
-    maker = a if made["id"] in nodes[0].ctx.sessions.sessions else b
+    maker = a if nodes[0].ctx.ownership.is_local(made["id"]) else b
     assert (await maker.delete(f"{SESSIONS}/{made['id']}")).status == 204
     other = b if maker is a else a
     await other.session(name="fits again")

@@ -36,6 +36,13 @@ async def test_readyz_follows_the_database(api: Api, own_server: Any) -> None:
     metrics = (await api.get("/metrics")).body.decode()
     assert 'store_pool_connections{state="open"}' in metrics
 
+    # The test server commits asynchronously (synchronous_commit off) and
+    # stops with -m immediate: its last commits (the schema's last
+    # migration, the node's row) would be lost. Make them durable first.
+    import psycopg
+
+    with psycopg.connect(own_server.dsn(), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
     own_server.stop_server()
     started = time.monotonic()
     r = await api.get("/readyz")

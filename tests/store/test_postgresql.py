@@ -174,24 +174,29 @@ async def test_reads_use_the_pool(pg: StorePlace) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_one_daemon_serves_a_database_until_leases_exist(tmp_path: Path, pg_dsn: str, monkeypatch: Any) -> None:
-    """A second daemon on the same database would recover the first one's
-    live tasks as its own: it is refused at start, with the reason; once the
-    first stops, another may start."""
+async def test_one_process_per_node_id_and_several_nodes_per_database(
+    tmp_path: Path, pg_dsn: str, monkeypatch: Any
+) -> None:
+    """The same node id started twice would run the same sessions twice: the
+    second is refused at start, with the reason; a daemon with another id
+    starts beside it; once the first stops, its id may start again."""
     from roo_daemon.context import StartupError, open_context
     from tests.conftest import make_config
 
     monkeypatch.setenv("ROO_TEST_PG_SHARED", pg_dsn)
 
-    def config(name: str) -> dict[str, Any]:
+    def config(name: str, node: str) -> dict[str, Any]:
         (tmp_path / name).mkdir()
-        return make_config(tmp_path / name, store={"backend": "postgresql", "dsn_env": "ROO_TEST_PG_SHARED"})
+        store = {"backend": "postgresql", "dsn_env": "ROO_TEST_PG_SHARED"}
+        return make_config(tmp_path / name, store=store, cluster={"node_id": node})
 
-    first = await open_context(config("a"))
+    first = await open_context(config("a", "node-a"))
     try:
-        with pytest.raises(StartupError, match="another roo-daemon already serves"):
-            await open_context(config("b"))
+        with pytest.raises(StartupError, match="another roo-daemon already runs as node 'node-a'"):
+            await open_context(config("b", "node-a"))
+        other = await open_context(config("c", "node-b"))
+        await other.close()
     finally:
         await first.close()
-    again = await open_context(config("c"))
+    again = await open_context(config("d", "node-a"))
     await again.close()
