@@ -12,8 +12,10 @@ from roo_daemon.checkpoints.manager import CheckpointManager
 from roo_daemon.checkpoints.store import CheckpointStore
 from roo_daemon.clientip import parse_networks
 from roo_daemon.cluster.caps import Caps, LocalCaps, make_caps
+from roo_daemon.cluster.handoff import Handoff
 from roo_daemon.cluster.nodes import NodeIdInUse
 from roo_daemon.cluster.ownership import Ownership, SessionOwnership, SoleNode, open_ownership
+from roo_daemon.cluster.remote import start as start_handoff
 from roo_daemon.config import Config, managed_dir, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
 from roo_daemon.engine.providers import Provider, build_providers
@@ -73,6 +75,7 @@ class AppContext:
     webhooks: WebhookDispatcher | None = None  # event deliveries (roo_daemon/webhooks)
     caps: Caps = field(default_factory=LocalCaps)  # per-principal caps across nodes (roo_daemon/cluster/caps.py)
     ownership: SessionOwnership = field(default_factory=SoleNode)  # which node runs each session (roo_daemon/cluster)
+    handoff: Handoff | None = None  # requests for other nodes' sessions, and theirs for ours (PostgreSQL)
 
     def update_limits(self, limits: dict[str, Any], max_subscriptions: int | None = None) -> None:
         """Apply a new ``limits`` section (and ``websocket.max_subscriptions``)
@@ -95,6 +98,8 @@ class AppContext:
     async def close(self) -> None:
         """After the server stopped taking requests: interrupt the running
         tasks, drop kept-alive provider connections, close the store."""
+        if self.handoff is not None:
+            await self.handoff.close()  # takes no more requests of other nodes; those running finish
         await self.runner.shutdown()
         if self.webhooks is not None:
             # After the tasks (their last events are stored, and sent after the
@@ -290,6 +295,14 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
 
     if isinstance(ownership, Ownership):
         ownership.recover = recover_gained
+        # After recovery, so a request handed here finds this node's tasks live.
+        ctx.handoff = await start_handoff(
+            db, ownership, sessions, tasks, checkpoints, cfg["cluster"]["handoff_timeout_seconds"]
+        )
+        if metrics.cluster is not None:
+            ctx.handoff.on_outcome = metrics.cluster.handoff_outcome
+            ctx.handoff.on_run = metrics.cluster.handoff_run
+        ownership.on_acquire.append(ctx.handoff.wake)  # requests waiting for a session just taken over
     return ctx
 
 

@@ -9,99 +9,68 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import psycopg
 import pytest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from roo_daemon.app import make_app
-from roo_daemon.cluster.remote import start
-from roo_daemon.config import SCHEMA
 from roo_daemon.context import open_context
-from roo_daemon.models import Session
+from roo_daemon.store.postgres import PgConnection
 from tests.checkpoints.helpers import AUTO, write
-from tests.conftest import Api, make_config, wait_status
+from tests.conftest import Api, WsClient, make_config, wait_status
 
 DSN_ENV = "ROO_TEST_HANDOFF_DSN"
 
 
-class Owners:
-    """Stand-in for cluster.ownership until it lands: who owns what."""
-
-    def __init__(self) -> None:
-        self.owners: dict[str, str] = {}
-        self.dead: set[str] = set()
-
-    def view(self, node_id: str) -> Any:
-        owners = self
-
-        class Owner:
-            def __init__(self, node: str, alive: bool) -> None:
-                self.node_id, self.alive = node, alive
-
-        class View:
-            def __init__(self) -> None:
-                self.node_id = node_id
-
-            def is_local(self, session_id: str) -> bool:
-                return owners.owners.get(session_id, node_id) == node_id
-
-            async def owner(self, session_id: str) -> Any:
-                node = owners.owners.get(session_id)
-                return None if node is None else Owner(node, node not in owners.dead)
-
-        return View()
-
-
 class Node:
-    def __init__(self, ctx: Any, server: HTTPServer, port: int, handoff: Any) -> None:
-        self.ctx, self.server, self.handoff = ctx, server, handoff
+    def __init__(self, ctx: Any, server: HTTPServer, port: int) -> None:
+        self.ctx, self.server = ctx, server
         self.api = Api(f"http://127.0.0.1:{port}")
 
 
 class TwoNodes:
     def __init__(self, tmp_path: Any, monkeypatch: Any, pg_dsn: str) -> None:
         monkeypatch.setenv(DSN_ENV, pg_dsn)
-        import roo_daemon.context
-
-        async def no_claim(db: Any) -> None:  # until leases: one daemon per database
-            return None
-
-        monkeypatch.setattr(roo_daemon.context, "claim", no_claim, raising=False)
         self.tmp_path = tmp_path
-        self.owners = Owners()
+        self.dsn = pg_dsn
         self.nodes: dict[str, Node] = {}
 
     async def open(self, name: str, **sections: Any) -> Node:
         place = self.tmp_path / name
         place.mkdir()
-        if "cluster" in SCHEMA["properties"]:  # leases: each node its own id
-            sections["cluster"] = {"node_id": name}
+        sections["cluster"] = {"node_id": name, **sections.get("cluster", {})}
         cfg = make_config(place, store={"backend": "postgresql", "dsn_env": DSN_ENV}, **sections)
         cfg["providers"]["followup"]["turns"].insert(0, {"text": "Let me ask.", **write("a.txt", "one\n")})
         ctx = await open_context(cfg)
-        handoff = await start(ctx.db, self.owners.view(name), ctx.sessions, ctx.tasks, ctx.checkpoints, 10)
         sock, port = bind_unused_port()
         server = HTTPServer(make_app(ctx))
         server.add_sockets([sock])
-        node = self.nodes[name] = Node(ctx, server, port, handoff)
+        node = self.nodes[name] = Node(ctx, server, port)
         return node
 
     async def session(self, owner: str, **body: Any) -> dict[str, Any]:
-        """A session made on ``owner``, known to every node (as the session
-        cache does across nodes)."""
+        """A session made on (and so owned by) ``owner``."""
         doc = await self.nodes[owner].api.session(**body)
-        self.owners.owners[doc["id"]] = owner
-        session = self.nodes[owner].ctx.sessions.sessions[doc["id"]]
-        for name, node in self.nodes.items():
-            if name != owner:
-                node.ctx.sessions.sessions[doc["id"]] = Session.from_doc(session.to_doc())
+        assert self.nodes[owner].ctx.ownership.is_local(doc["id"])
         return doc
 
+    async def stop(self, name: str) -> None:
+        """Stop a node (its lease is left to run out)."""
+        node = self.nodes.pop(name)
+        node.server.stop()
+        await node.ctx.close()
+
+    def sql(self, statement: str, *args: Any) -> None:
+        conn = PgConnection(psycopg.connect(self.dsn, autocommit=True))
+        try:
+            conn.execute(statement, args)
+        finally:
+            conn.conn.close()
+
     async def close(self) -> None:
-        for node in self.nodes.values():
-            node.server.stop()
-            await node.handoff.close()
-            await node.ctx.close()
+        for name in list(self.nodes):
+            await self.stop(name)
 
 
 @pytest.fixture
@@ -217,11 +186,17 @@ async def test_a_checkpoint_restored_on_another_node(nodes: TwoNodes) -> None:
     ses = await nodes.session("a", provider="followup", auto_approve=AUTO)
     task = await a.api.task(ses["id"])
     waiting = await wait_status(b.api, ses["id"], task["id"], {"waiting"})
-    r = await b.api.post(
-        f"{tasks_path(ses['id'])}/{task['id']}/responses",
-        {"ask_id": waiting["pending_ask"]["id"], "approve": True, "text": "Go"},
-    )
-    assert r.status == 200
+    # Answered over B's WebSocket this time: the op goes through the same manager method.
+    ws = await WsClient.connect(b.api.base_url)
+    try:
+        frame = {"op": "respond", "id": "r-1", "session_id": ses["id"], "task_id": task["id"], "approve": True}
+        await ws.send({**frame, "ask_id": "ask_stale", "text": "Go"})
+        error = (await ws.recv_until(lambda f: f.get("id") == "r-1"))[-1]
+        assert (error["event"], error["data"]["code"]) == ("error", "conflict")  # the owner's 409
+        await ws.send({**frame, "ask_id": waiting["pending_ask"]["id"], "text": "Go"})
+        assert (await ws.recv_until(lambda f: f.get("id") == "r-1"))[-1]["event"] == "responded"
+    finally:
+        ws.close()
     await wait_status(b.api, ses["id"], task["id"], {"completed"})
     listed = await b.api.get(f"{tasks_path(ses['id'])}/{task['id']}/checkpoints")
     first = listed.json["items"][-1]
@@ -234,9 +209,13 @@ async def test_a_checkpoint_restored_on_another_node(nodes: TwoNodes) -> None:
 
 @pytest.mark.gen_test(timeout=120)
 async def test_a_session_whose_node_is_down_is_503_owner_unavailable(nodes: TwoNodes) -> None:
-    a, b = await nodes.open("a"), await nodes.open("b")
+    """Without shared workspaces a dead node's sessions wait for it: every
+    mutation is 503 at once, and nothing is done."""
+    await nodes.open("a")
+    b = await nodes.open("b")
     ses = await nodes.session("a", provider="instant")
-    nodes.owners.dead.add("a")
+    await nodes.stop("a")
+    nodes.sql("UPDATE nodes SET lease_until = 0 WHERE id = 'a'")  # its lease has run out
     for method, path, body in (
         ("POST", tasks_path(ses["id"]), {"prompt": "go"}),
         ("PATCH", f"/api/v1/sessions/{ses['id']}", {"name": "x"}),
@@ -248,5 +227,24 @@ async def test_a_session_whose_node_is_down_is_503_owner_unavailable(nodes: TwoN
         assert r.json["node_id"] == "a" and r.headers["Retry-After"] == "5"
         assert "nothing was done" in r.json["detail"]
     # Nothing was done: the session is as it was, with no task.
-    assert (await a.api.get(f"/api/v1/sessions/{ses['id']}")).json["name"] is None
-    assert json.loads((await a.api.get(tasks_path(ses["id"]))).body)["items"] == []
+    assert (await b.api.get(f"/api/v1/sessions/{ses['id']}")).json["name"] is None
+    assert json.loads((await b.api.get(tasks_path(ses["id"]))).body)["items"] == []
+    metrics = (await b.api.get("/metrics")).body.decode()
+    assert 'cluster_handoffs_total{op="create_task",outcome="owner_unavailable"} 1.0' in metrics
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_node_that_takes_no_requests_is_503_after_the_timeout(nodes: TwoNodes) -> None:
+    """The owner's lease looks alive but it does not claim (here: its
+    hand-off is stopped): after cluster.handoff_timeout_seconds the request
+    is withdrawn and answered 503, and it never runs later."""
+    a = await nodes.open("a")
+    b = await nodes.open("b", cluster={"handoff_timeout_seconds": 1})
+    ses = await nodes.session("a", name="kept")
+    assert a.ctx.handoff is not None
+    await a.ctx.handoff.close()
+    r = await b.api.request("PATCH", f"/api/v1/sessions/{ses['id']}", {"name": "changed"})
+    assert (r.status, r.json["type"]) == (503, "urn:roo-daemon:problem:owner-unavailable")
+    assert "did not take the request within 1 s" in r.json["detail"]
+    await a.ctx.handoff.scan()
+    assert (await a.api.get(f"/api/v1/sessions/{ses['id']}")).json["name"] == "kept"
