@@ -379,6 +379,7 @@ class Handoff:
         replies to this node's requests and requests for its sessions; now
         and then, rows nobody will delete (a requester that died)."""
         pruned = time.monotonic()
+        failing = False
         while not self._closed:
             await asyncio.sleep(self.poll_seconds)
             try:
@@ -387,8 +388,16 @@ class Handoff:
                 if time.monotonic() - pruned > self.timeout_seconds:
                     pruned = time.monotonic()
                     await self.db.write(_prune(self.timeout_seconds * ABANDONED_AFTER_TIMEOUTS))
-            except Exception as e:  # the database away: the next round tries again
-                log.warning("hand-off: poll failed (%s)", e)
+            except Exception as e:  # the database away: the next round tries again (said once)
+                if not failing:
+                    log.warning(
+                        "hand-off: cannot look for requests and replies (%s); retrying every %gs", e, self.poll_seconds
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("hand-off: looking for requests and replies again")
+                failing = False
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
