@@ -232,6 +232,11 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         sessions.shared_store = True  # other nodes create, change and delete sessions too
         bus.subscribe(sessions)
     ownership.on_release.append(runner.forget_session)  # a session lost to another node stops here
+    # Webhooks are delivered by the session's owner only; one gained (taken
+    # over, reclaimed) goes on from its stored cursors.
+    webhooks.is_local = ownership.is_local
+    ownership.on_acquire.append(webhooks.acquired)
+    ownership.on_release.append(webhooks.released)
     await ownership.start()  # reclaims this node's sessions, before their tasks are recovered
     bus.subscribe(webhooks)
     webhooks.session_of = lambda session_id: sessions.sessions.get(session_id)  # one this node comes to own

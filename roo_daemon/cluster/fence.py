@@ -12,7 +12,16 @@ previous incarnation's late writes too.
 
 The row is read ``FOR SHARE``: a takeover (an ``UPDATE`` of that row)
 waits for a write that passed the check to commit, and the new owner then
-reads everything it wrote. Fencing is PostgreSQL's (the cluster's); on
+reads everything it wrote.
+
+Lock order: a transaction takes the event log's advisory lock
+(``EVENT_SEQ_LOCK``) *before* any ``session_owners`` row lock, as before a
+cap's lock (roo_daemon/cluster/caps.py). Otherwise a node's group commit
+holding a row ``FOR SHARE`` and waiting for the log's lock, and a
+takeover's transaction holding the log's lock (an event earlier in its
+batch) and waiting for that row, would deadlock. So the check takes the
+log's lock first (``lock``; re-taking it in the same transaction is free),
+and so do the claims in ``ownership.py``. Fencing is PostgreSQL's (the cluster's); on
 SQLite there are no checks at all.
 """
 
@@ -48,14 +57,16 @@ class FenceCheck:
     (``Ownership.fence_check``), so it holds the fence the run started
     under, whatever this node learns later."""
 
-    __slots__ = ("session_id", "node_id", "fence")
+    __slots__ = ("session_id", "node_id", "fence", "lock")
 
-    def __init__(self, session_id: str, node_id: str, fence: int) -> None:
+    def __init__(self, session_id: str, node_id: str, fence: int, lock: int | None = None) -> None:
         self.session_id = session_id
         self.node_id = node_id
         self.fence = fence
+        self.lock = lock  # the event log's advisory lock, taken first (the lock order above)
 
     def __call__(self, c: Any) -> None:
+        take_log_lock(c, self.lock)
         row = c.execute(
             "SELECT node_id, fence FROM session_owners WHERE session_id = ? FOR SHARE", (self.session_id,)
         ).fetchone()
@@ -66,9 +77,16 @@ class FenceCheck:
         return f"FenceCheck({self.session_id!r}, {self.node_id!r}, {self.fence})"
 
 
+def take_log_lock(c: Any, lock: int | None) -> None:
+    """The event log's transaction lock, before any owner row's (see above)."""
+    if lock is not None:
+        c.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+
+
 def check_fences(c: Any, checks: list[FenceCheck]) -> dict[str, Fenced]:
     """Several sessions' checks in one statement (a batch of streamed
     events): the sessions refused, each with its :class:`Fenced`."""
+    take_log_lock(c, checks[0].lock)
     if len(checks) == 1:
         try:
             checks[0](c)

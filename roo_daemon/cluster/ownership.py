@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from roo_daemon.cluster.fence import FenceCheck, Fenced
+from roo_daemon.cluster.fence import FenceCheck, Fenced, take_log_lock
 from roo_daemon.cluster.nodes import DB_NOW, NodeLease
 from roo_daemon.problems import Problem
 
@@ -129,8 +129,9 @@ class SoleNode(_Callbacks):
 class Ownership(_Callbacks):
     """Session ownership on PostgreSQL, for the node holding ``lease``."""
 
-    def __init__(self, db: Any, lease: NodeLease, shared: bool) -> None:
+    def __init__(self, db: Any, lease: NodeLease, shared: bool, log_lock: int | None = None) -> None:
         self.db = db
+        self.log_lock = log_lock  # the event log's advisory lock: taken before owner rows (fence.py)
         self.lease = lease
         self.node_id = lease.node_id
         self.shared = shared
@@ -178,7 +179,7 @@ class Ownership(_Callbacks):
     def fence_check(self, session_id: str) -> FenceCheck:
         """The check for a write of this session's tasks: passes while the
         store still says (this node, the fence it holds now)."""
-        return FenceCheck(session_id, self.node_id, self._fences.get(session_id, -1))
+        return FenceCheck(session_id, self.node_id, self._fences.get(session_id, -1), self.log_lock)
 
     def claim_new(self, session_id: str) -> WriteFn:
         """The owner row of a session this node creates (fence 1), for the
@@ -236,6 +237,7 @@ class Ownership(_Callbacks):
         return list(gained)
 
     def _reclaim(self, c: Any) -> dict[str, int]:
+        take_log_lock(c, self.log_lock)
         own = c.execute(
             "UPDATE session_owners SET fence = fence + 1 WHERE node_id = ? RETURNING session_id, fence",
             (self.node_id,),
@@ -306,6 +308,7 @@ class Ownership(_Callbacks):
         read. Nodes claiming at once never wait on each other (no deadlock)
         and spread the sessions between them; a row skipped now is looked
         at again at the next renewal."""
+        take_log_lock(c, self.log_lock)
         rows = c.execute(
             "UPDATE session_owners o SET node_id = ?, fence = o.fence + 1 FROM ("
             " SELECT so.session_id, so.node_id, so.fence FROM session_owners so"
@@ -363,10 +366,12 @@ async def open_ownership(cfg: dict[str, Any], db: Any) -> SessionOwnership:
     name = node_id(cfg)
     if db.backend != "postgresql":
         return SoleNode(name)
+    from roo_daemon.store.postgres import EVENT_SEQ_LOCK
+
     info = {"host": socket.gethostname(), "port": cfg["server"]["port"]}
     lease = NodeLease(db, name, cfg["cluster"]["lease_seconds"], info)
     await lease.register()
-    return Ownership(db, lease, cfg["workspaces"]["shared"])
+    return Ownership(db, lease, cfg["workspaces"]["shared"], EVENT_SEQ_LOCK)
 
 
 __all__ = ["Fenced", "Owner", "Ownership", "SessionOwnership", "SoleNode", "open_ownership"]

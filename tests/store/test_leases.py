@@ -20,6 +20,7 @@ from roo_daemon.cluster.nodes import NodeIdInUse, NodeLease
 from roo_daemon.cluster.ownership import Ownership
 from roo_daemon.events import EventBus
 from roo_daemon.store.backends import event_store
+from roo_daemon.store.postgres import EVENT_SEQ_LOCK
 from tests.conftest import make_config
 from tests.store.conftest import StorePlace, close
 
@@ -36,7 +37,7 @@ class Node:
         self.db = await self.place.open()
         self.lease = NodeLease(self.db, self.node_id, self.lease_seconds)
         await self.lease.register()
-        self.ownership = Ownership(self.db, self.lease, self.shared)
+        self.ownership = Ownership(self.db, self.lease, self.shared, EVENT_SEQ_LOCK)
         self.bus = EventBus(self.db, event_store(self.db))
         self.bus.fence = self.ownership.fence_check
         self.bus.on_fenced = self.ownership.lost
