@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from collections.abc import Mapping
 from typing import Any
 
+from roo_daemon.cluster.nodes import DB_NOW
+from roo_daemon.config import node_id
 from roo_daemon.models import new_id
 from roo_daemon.problems import Problem
 from roo_daemon.store.database import Database, WriteFn
@@ -61,12 +61,6 @@ def too_many_connections(principal: str) -> Problem:
     return Problem(
         429, f"{principal!r} already has the most WebSocket connections allowed", headers={"Retry-After": "5"}
     )
-
-
-def node_id(cfg: Mapping[str, Any]) -> str:
-    """This daemon's node id: ``cluster.node_id``, else ``<hostname>:<server.port>``."""
-    given = (cfg.get("cluster") or {}).get("node_id")
-    return given or f"{socket.gethostname()}:{cfg['server']['port']}"
 
 
 class LocalCaps:
@@ -136,8 +130,13 @@ class ClusterCaps:
 
     # -- WebSocket connections ---------------------------------------------
 
-    # Rows that count: every node's until node leases exist.
-    _COUNT_CONNECTIONS = "SELECT count(*) FROM ws_connections WHERE principal = ?"
+    # Rows that count: this node's, and those of nodes whose lease is alive
+    # (by the database's clock); a dead node's (or a node whose row is gone)
+    # stop counting as its lease runs out, with nobody deleting them.
+    _COUNT_CONNECTIONS = (
+        "SELECT count(*) FROM ws_connections w LEFT JOIN nodes n ON n.id = w.node_id"
+        f" WHERE w.principal = ? AND (w.node_id = ? OR n.lease_until >= {DB_NOW})"
+    )
 
     async def open_connection(self, principal: str, cap: int) -> str:
         """Admit a WebSocket connection of ``principal``: its row, inserted
@@ -151,7 +150,7 @@ class ClusterCaps:
                 marks = ",".join("?" * len(stale))
                 c.execute(f"DELETE FROM ws_connections WHERE id IN ({marks})", stale)
             self._lock(c, principal)
-            if c.execute(self._COUNT_CONNECTIONS, (principal,)).fetchone()[0] >= cap:
+            if c.execute(self._COUNT_CONNECTIONS, (principal, self.node_id)).fetchone()[0] >= cap:
                 raise too_many_connections(principal)
             c.execute(
                 "INSERT INTO ws_connections (id, node_id, principal, opened_at)"
@@ -197,7 +196,7 @@ class ClusterCaps:
 Caps = LocalCaps | ClusterCaps
 
 
-def make_caps(db: Database, cfg: Mapping[str, Any]) -> Caps:
+def make_caps(db: Database, cfg: Any) -> Caps:
     """The caps' form for the configured store."""
     if db.backend != "postgresql":
         return LocalCaps()

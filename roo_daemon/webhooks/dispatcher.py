@@ -182,6 +182,8 @@ class WebhookDispatcher:
         self._spawn(self._acquire(session_id))
 
     async def _acquire(self, session_id: str) -> None:
+        if session_id in self.workers:
+            return  # a session just created: its workers started right after the callback (no read)
         found = await self.cursors.load_session(session_id)
         session = self.session_of(session_id)
         if session is None or session_id in self.workers or not self.is_local(session_id) or self._closing.is_set():

@@ -194,3 +194,42 @@ async def test_a_restarted_node_forgets_its_old_connections(nodes: list[Node]) -
     await caps.start()  # what node-a does when it starts again
     ws = await WsClient.connect(nodes[1].base_url, bearer("alice"))
     ws.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_connections_of_a_node_whose_lease_ran_out_stop_counting(nodes: list[Node]) -> None:
+    """Rows of a dead node (its lease run out, or its row gone) are not
+    counted, though nobody deleted them; a live node's are."""
+    db = nodes[0].ctx.db
+
+    async def rows_of(node: str) -> None:
+        for i in range(CONN_CAP):
+            await db.write(
+                lambda c, i=i: c.execute(
+                    "INSERT INTO ws_connections (id, node_id, principal, opened_at) VALUES (?, ?, 'alice', 0)",
+                    (f"wsc_{node}_{i}", node),
+                )
+            )
+
+    await rows_of("node-gone")  # no nodes row at all
+    ws = await WsClient.connect(nodes[1].base_url, bearer("alice"))
+    ws.close()
+    await db.write(
+        lambda c: c.execute(
+            "INSERT INTO nodes (id, incarnation, lease_until, started_at, doc)"
+            " VALUES ('node-gone', 'x', extract(epoch from clock_timestamp()) + 60, 0, '{}')"
+        )
+    )  # alive again (as far as the database knows): its rows count
+
+    async def refused() -> bool:
+        try:
+            (await WsClient.connect(nodes[1].base_url, bearer("alice"))).close()
+        except HTTPClientError as e:
+            assert e.code == 429
+            return True
+        return False
+
+    assert await eventually(refused)
+    await db.write(lambda c: c.execute("UPDATE nodes SET lease_until = 0 WHERE id = 'node-gone'"))  # ran out
+    ws = await WsClient.connect(nodes[1].base_url, bearer("alice"))
+    ws.close()

@@ -150,3 +150,65 @@ async def test_a_node_starts_workers_only_for_the_sessions_it_owns(
     finally:
         await node.webhooks.close()
         await node.bus.db.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_daemon_taking_a_session_over_goes_on_with_its_webhooks(
+    tmp_path: Path, pg_dsn: str, receiver: Receiver, monkeypatch: Any
+) -> None:
+    """Whole daemons: A owns a session with a webhook and delivers; A loses
+    its lease (as a node that died: it stops, and its lease runs out in the
+    database) with a delivery in flight; B takes the session over and goes on
+    from the stored cursor, with its own task's events after A's."""
+    from roo_daemon.auth import Principal
+    from roo_daemon.context import open_context
+
+    admin = Principal("admin", frozenset({"admin", "read", "write"}))
+    monkeypatch.setenv("ROO_TEST_PG_SHARED", pg_dsn)
+
+    def daemon_config(name: str, **cluster: Any) -> dict[str, Any]:
+        (tmp_path / name).mkdir()
+        return make_config(
+            tmp_path / name,
+            store={"backend": "postgresql", "dsn_env": "ROO_TEST_PG_SHARED"},
+            cluster={"node_id": f"node-{name}", **cluster},
+            workspaces={"shared": True, "managed_dir": str(tmp_path / "managed")},
+            webhooks=FAST,
+        )
+
+    a = await open_context(daemon_config("a"))
+    b = await open_context(daemon_config("b", lease_seconds=3))
+    try:
+        session, _ = await a.sessions.create(admin, {"webhooks": [hook(receiver)]}, None)
+        task, _ = await a.tasks.create(admin, session.id, {"prompt": "one", "provider": "instant"}, None)
+        await until(lambda: a.runner.live(task.id) is None)
+        count = len(await a.events.page(0, 1000))
+        await receiver.wait_for(lambda r: len(r.acked) == count)
+        assert b.webhooks is not None and b.webhooks.workers == {}  # B's bus saw them all, B sent none
+
+        receiver.hold = asyncio.Event()  # the next delivery hangs at the receiver
+        receiver.arrived.clear()
+        await a.bus.append("test.event", {"i": "in-flight"}, session_id=session.id, owner=session.owner)
+        await asyncio.wait_for(receiver.arrived.wait(), 20)
+        lease = a.ownership.lease  # type: ignore[union-attr]
+        lease._task.cancel()  # A stops renewing, as a node that died...
+        lease.deadline = 0
+        lease.check()  # ...and, past its deadline, gives its sessions up
+        await b.db.write(lambda c: c.execute("UPDATE nodes SET lease_until = 0 WHERE id = 'node-a'"))
+        await until(lambda: b.ownership.is_local(session.id), 30)  # B's next renewal takes it over
+        receiver.hold.set()
+        receiver.hold = None
+
+        task_b, _ = await b.tasks.create(admin, session.id, {"prompt": "two", "provider": "instant"}, None)
+        await until(lambda: b.runner.live(task_b.id) is None)
+        every = [seq for seq, _ in await b.events.page(0, 1000)]
+        await receiver.wait_for(lambda r: {d.frame["seq"] for d in r.acked} == set(every), 30)
+        seqs = [d.frame["seq"] for d in receiver.acked]
+        deduped = [s for i, s in enumerate(seqs) if i == 0 or s != seqs[i - 1]]
+        assert deduped == every, seqs  # in order, nothing skipped
+        assert len(seqs) - len(deduped) <= 1, seqs  # only the one in flight at the hand-over, twice
+        assert a.webhooks is not None and a.webhooks.workers == {}
+        assert list(b.webhooks.workers) == [session.id]
+    finally:
+        await a.close()
+        await b.close()
