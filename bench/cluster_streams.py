@@ -69,11 +69,14 @@ def schema_keys() -> set[str]:
     return {f"{s}.{k}" for s, spec in schema["properties"].items() for k in (spec.get("properties") or {})}
 
 
-def node_config(name: str, port: int, tmp: Path, fake_port: int, max_tasks: int) -> dict:
+def node_config(name: str, port: int, tmp: Path, fake_port: int, max_tasks: int, sqlite: bool = False) -> dict:
     keys = schema_keys()
+    store = {"backend": "postgresql", "dsn_env": DSN_ENV, "pool_size": 4, "data_dir": str(tmp / name)}
+    if sqlite:  # the baseline: one daemon on its embedded store
+        store = {"data_dir": str(tmp / name)}
     cfg: dict = {
         "server": {"host": "127.0.0.1", "port": port},
-        "store": {"backend": "postgresql", "dsn_env": DSN_ENV, "pool_size": 4, "data_dir": str(tmp / name)},
+        "store": store,
         "log": {"level": "warning", "format": "json"},
         "auth": {
             "keys": [
@@ -91,6 +94,8 @@ def node_config(name: str, port: int, tmp: Path, fake_port: int, max_tasks: int)
         },
         **unlimited(),
     }
+    if sqlite:
+        return cfg
     if "cluster.node_id" in keys:
         cfg["cluster"] = {"node_id": name}
     if "workspaces.managed_dir" in keys:
@@ -99,8 +104,8 @@ def node_config(name: str, port: int, tmp: Path, fake_port: int, max_tasks: int)
 
 
 @contextlib.contextmanager
-def nodes(count: int, dsn: str, fake_port: int, max_tasks: int) -> Iterator[list[str]]:
-    """``count`` daemons on database ``dsn``; yields their base URLs."""
+def nodes(count: int, dsn: str, fake_port: int, max_tasks: int, sqlite: bool = False) -> Iterator[list[str]]:
+    """``count`` daemons on database ``dsn`` (or one on SQLite); yields their base URLs."""
     if count > 1 and "cluster.node_id" not in schema_keys():
         raise SystemExit("several nodes on one database need session leases (cluster.node_id): use --nodes 1")
     procs: list[subprocess.Popen] = []
@@ -110,7 +115,9 @@ def nodes(count: int, dsn: str, fake_port: int, max_tasks: int) -> Iterator[list
             for i in range(count):
                 port = free_port()
                 cfg_path = Path(tmp, f"node{i}.yaml")
-                cfg_path.write_text(yaml.safe_dump(node_config(f"node{i}", port, Path(tmp), fake_port, max_tasks)))
+                cfg_path.write_text(
+                    yaml.safe_dump(node_config(f"node{i}", port, Path(tmp), fake_port, max_tasks, sqlite))
+                )
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "roo_daemon", "serve", "--config", str(cfg_path)],
                     stdout=subprocess.DEVNULL,
@@ -257,6 +264,7 @@ def main() -> None:
     p.add_argument("--delta-ms", type=float, default=20)
     p.add_argument("--rest-seconds", type=float, default=5, help="0: no REST part")
     p.add_argument("--rest-connections", type=int, default=32)
+    p.add_argument("--sqlite-baseline", action="store_true", help="also one node on SQLite, for each task count")
     a = p.parse_args()
     counts = [int(x) for x in a.tasks.split(",") if x]
     node_counts = [int(x) for x in a.nodes.split(",") if x]
@@ -273,9 +281,14 @@ def main() -> None:
     report["rest"] = []
     try:
         for n in counts:
+            if a.sqlite_baseline:
+                with nodes(1, "", fake_port, n, sqlite=True) as bases:
+                    run = {"store": "sqlite", **asyncio.run(streams(bases, n))}
+                print(json.dumps(run), file=sys.stderr)
+                report["streams"].append(run)
             for k in node_counts:
                 with nodes(k, server.fresh_database(), fake_port, n) as bases:
-                    run = asyncio.run(streams(bases, n))
+                    run = {"store": "postgresql", **asyncio.run(streams(bases, n))}
                 print(json.dumps(run), file=sys.stderr)
                 report["streams"].append(run)
         if a.rest_seconds:
@@ -294,19 +307,19 @@ def main() -> None:
 def table(report: dict) -> str:
     """The side-by-side Markdown table docs/performance.md holds."""
     lines = [
-        "| tasks | nodes | delta p99 while all stream (whole run) | p50 | deltas/s | all ended after |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| tasks | store, nodes | delta p99 (while all stream) | p50 | deltas/s | peak streaming | all ended after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["streams"]:
+        together = f"{r['all_streaming_delta_delay_p99_ms']} ms" if r["all_streaming_deltas"] else "never all at once"
         extra = ""
         if "cross_node_watchers_p99_ms" in r:
             local, cross = r["local_watchers_p99_ms"], r["cross_node_watchers_p99_ms"]
             extra = f"; watchers on the owner {local} ms, on the other node {cross} ms"
         lines.append(
-            f"| {r['tasks']} | {r['nodes']} | {r['all_streaming_delta_delay_p99_ms']} ms "
-            f"({r['delta_delay_p99_ms']} ms{extra}) "
-            f"| {r['delta_delay_p50_ms']} ms | {r['deltas_per_second']:,} | {r['seconds_to_all_ended']} s "
-            f"({r['tasks_ended']} ended) |"
+            f"| {r['tasks']} | {r.get('store', 'postgresql')}, {r['nodes']} | {r['delta_delay_p99_ms']} ms "
+            f"({together}{extra}) | {r['delta_delay_p50_ms']} ms | {r['deltas_per_second']:,} "
+            f"| {r['peak_tasks_streaming']} | {r['seconds_to_all_ended']} s ({r['tasks_ended']} ended) |"
         )
     if report["rest"]:
         lines += ["", "| REST reads through | rps | p99 | client |", "| --- | --- | --- | --- |"]
