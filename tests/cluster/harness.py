@@ -177,12 +177,10 @@ class Cluster:
         return node
 
     async def start(self, *names: str, **sections: dict[str, Any]) -> list[Node]:
-        """Start nodes one after another (each once it listens); returns them."""
-        started = []
-        for name in names:
-            node = self.node(name, **sections)
-            await node.astart(START_TIMEOUT)
-            started.append(node)
+        """Start nodes together (nodes starting at once migrate the schema one
+        at a time, under a lock) and wait until each listens; returns them."""
+        started = [self.node(name, **sections) for name in names]
+        await asyncio.gather(*(node.astart(START_TIMEOUT) for node in started))
         return started
 
     async def restart(self, name: str, **sections: dict[str, Any]) -> Node:
