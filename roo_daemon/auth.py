@@ -57,11 +57,10 @@ def _principal(key: dict) -> Principal:
 class Authenticator:
     def __init__(self, keys: Iterable[dict]) -> None:
         self._keys = [(bytes.fromhex(k["sha256"]), _principal(k)) for k in keys]
-
-    @property
-    def open(self) -> bool:
-        """True when no key is configured: everyone is the local admin."""
-        return not self._keys
+        # True when no key is configured: everyone is the local admin. An
+        # attribute (the keys never change; a reload makes a new
+        # Authenticator): every request asks, several times.
+        self.open: bool = not self._keys
 
     def from_header(self, value: str | None) -> Principal | None:
         if self.open:

@@ -83,18 +83,52 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
-_json_sink: logging.StreamHandler | None = None  # the handler the access line may write to directly
+class _JsonSink(logging.StreamHandler):
+    """The JSON handler :func:`setup_logging` installs. Access lines
+    written directly (:func:`_write_direct`) wait in ``pending`` until the
+    loop turn ends, then leave in one write (with ``PYTHONUNBUFFERED``, as
+    the systemd unit sets it, each line was a system call of its own). A
+    record through ``logging`` writes them first, and so does a flush (at
+    exit too: ``logging.shutdown`` flushes every handler), so the stream
+    holds every line in the order the lines were made."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.pending: list[str] = []
+
+    def write_pending(self) -> None:
+        """Write the waiting lines; the caller holds ``self.lock``."""
+        if self.pending:
+            text = "".join(self.pending)
+            self.pending.clear()
+            self.stream.write(text)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pending:  # Handler.handle holds the lock
+            try:
+                self.write_pending()
+            except Exception:
+                self.handleError(record)
+        super().emit(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self.write_pending()
+        super().flush()
+
+
+_json_sink: _JsonSink | None = None  # the handler the access line may write to directly
 
 
 def setup_logging(level: str = "info", fmt: str = "auto") -> None:
     global _json_sink
     if fmt == "auto":
         fmt = "text" if sys.stdout.isatty() else "json"
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _JsonSink(sys.stdout) if fmt == "json" else logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    _json_sink = handler if fmt == "json" else None
+    _json_sink = handler if isinstance(handler, _JsonSink) else None
     set_level(level)
 
 
@@ -127,25 +161,22 @@ def _json_value(value: Any) -> str:
 # Client-chosen values that recur from line to line (the client's address,
 # session and task ids), redacted and quoted: each check for a credential
 # costs as much as the rest of the field. Bounded: emptied when full.
-_CACHED_FIELDS = frozenset(("client", "session_id", "task_id"))
 _rendered: dict[str, str] = {}
 _RENDERED_MAX = 4096
 
 
-def _json_field(key: str, value: Any) -> str:
-    if key in _CACHED_FIELDS and type(value) is str:
-        text = _rendered.get(value)
-        if text is None:
-            if len(_rendered) >= _RENDERED_MAX:
-                _rendered.clear()
-            text = _rendered[value] = _quote(redact(value))
-        return text
-    if key == "route" and type(value) is str:
-        return _quote(value)  # a template of ours: nothing to redact
-    return _json_value(value)
+def _recurring(value: Any) -> str:
+    """``_json_value(value)`` for a value that recurs, remembered (the
+    caller looks in ``_rendered`` first)."""
+    if type(value) is not str:
+        return _json_value(value)
+    if len(_rendered) >= _RENDERED_MAX:
+        _rendered.clear()
+    text = _rendered[value] = _quote(redact(value))
+    return text
 
 
-def _direct_sink() -> logging.StreamHandler | None:
+def _direct_sink() -> _JsonSink | None:
     """The JSON handler :func:`setup_logging` installed, when a record from
     ``roo_daemon.access`` would reach that handler and nothing else: then the
     access line can be written to its stream directly, the same bytes the
@@ -194,56 +225,65 @@ _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # the end of a ts, for eac
 _clock = _Clock()
 
 
-def _write_direct(sink: logging.StreamHandler, level: int, msg: str, extra: dict[str, Any]) -> bool:
-    """Write one access line as ``JsonFormatter`` would, without a
-    ``LogRecord`` (caller lookup, thread and process names, ``vars()``...):
-    that machinery cost a third of a request. The line is rendered field by
-    field, as ``json.dumps`` writes it (its encoder, given a dict, cost a
-    quarter of the line). Only values a client chose can hold a credential,
-    so only they are redacted (the route is a template of ours), and
-    recurring ones once (:func:`_json_field`). False if
-    the write failed (the caller then logs through ``logging``, which reports
-    the failure)."""
-    if level < sink.level:
-        return True
-    parts = [
-        '{"ts": "',
-        _clock.ts(),
-        '", "level": "info", "logger": "roo_daemon.access", "msg": '
+_INFO_HEAD = '", "level": "info", "logger": "roo_daemon.access", "msg": '
+
+
+def _access_line(
+    level: int,
+    msg: str,
+    request_id: Any,
+    id_ours: bool,
+    client: Any,
+    route: Any,
+    status: Any,
+    duration: Any,
+    params: list[tuple[str, Any]] | None,
+    raw_method: str | None,
+) -> str:
+    """The access line as ``JsonFormatter`` writes the record
+    :func:`access_logger` would log (``tests/ops/test_access_log.py``
+    compares), rendered in one f-string: without a ``LogRecord`` (caller
+    lookup, thread and process names, ``vars()``: a third of a request) or
+    ``json.dumps`` of a dict (a quarter of the line). Only values a client
+    chose can hold a credential, so only they are redacted (not the route, a
+    template of ours, nor a request id the daemon made: hex digits), and
+    recurring ones once (:func:`_recurring`)."""
+    head = (
+        _INFO_HEAD
         if level == logging.INFO
-        else f'", "level": {_quote(logging.getLevelName(level).lower())}, "logger": "roo_daemon.access", "msg": ',
-        _quote(msg),
-    ]
-    for key, value in extra.items():
-        parts.append(_FIELD.get(key) or f", {_quote(key)}: ")
-        parts.append(_json_field(key, value))
-    parts.append("}")
-    parts.append(sink.terminator)
-    line = "".join(parts)
-    try:
-        with sink.lock:  # type: ignore[union-attr]  # threads (executors) log through the same stream
-            sink.stream.write(line)
-    except Exception:
-        return False
+        else f'", "level": {_quote(logging.getLevelName(level).lower())}, "logger": "roo_daemon.access", "msg": '
+    )
+    rid = _quote(request_id) if id_ours and type(request_id) is str else _json_value(request_id)
+    tail = ""
+    if params:
+        for key, value in params:
+            tail += f", {_quote(key)}: {_rendered.get(value) or _recurring(value)}"
+    if raw_method is not None:
+        tail += f', "raw_method": {_json_value(raw_method)}'
+    return (
+        f'{{"ts": "{_clock.ts()}{head}{_quote(msg)}, "request_id": {rid}, '
+        f'"client": {_rendered.get(client) or _recurring(client)}, '
+        f'"route": {_quote(route) if type(route) is str else _json_value(route)}, '
+        f'"status": {status if type(status) is int else _json_value(status)}, '
+        f'"duration_ms": {_json_value(duration)}{tail}}}'
+    )
+
+
+def _write_direct(sink: _JsonSink, line: str) -> None:
+    """Queue ``line`` on the handler; it leaves at the end of the loop turn (:func:`_flush_soon`)."""
+    with sink.lock:  # type: ignore[union-attr]  # threads (executors) log through the same handler
+        sink.pending.append(line + sink.terminator)
     _flush_soon(sink)
-    return True
-
-
-# The separators and keys of the access line's fields, rendered once.
-_FIELD = {
-    key: f", {_quote(key)}: "
-    for key in ("request_id", "client", "route", "status", "duration_ms", "session_id", "task_id", "raw_method")
-}
 
 
 _flush_scheduled = False
 
 
-def _flush_soon(sink: logging.StreamHandler) -> None:
-    """Flush the stream once the loop has run what is ready: the lines of
-    all requests answered in one loop turn leave in one write, not one
-    system call each. Lines are out within that turn, as before (a test or
-    journald waiting for one sees no delay worth the name)."""
+def _flush_soon(sink: _JsonSink) -> None:
+    """Write and flush the waiting lines once the loop has run what is
+    ready: the lines of all requests answered in one loop turn leave in one
+    write, not one system call each. Lines are out within that turn (a test
+    or journald waiting for one sees no delay worth the name)."""
     global _flush_scheduled
     if _flush_scheduled:
         return
@@ -256,14 +296,13 @@ def _flush_soon(sink: logging.StreamHandler) -> None:
     loop.call_soon(_flush, sink)
 
 
-def _flush(sink: logging.StreamHandler) -> None:
+def _flush(sink: _JsonSink) -> None:
     global _flush_scheduled
     _flush_scheduled = False
     try:
-        with sink.lock:  # type: ignore[union-attr]
-            sink.stream.flush()
+        sink.flush()
     except Exception as e:  # as logging does for a failed write: say so on stderr, carry on
-        print(f"--- Logging error: flushing the access log failed: {e!r}", file=sys.stderr)
+        print(f"--- Logging error: writing the access log failed: {e!r}", file=sys.stderr)
 
 
 _LOGGED_PARAMS = ("session_id", "task_id")  # path parameters the access line carries
@@ -283,25 +322,39 @@ def access_logger(metrics: Metrics) -> Callable[[Any], None]:
         level = logging.INFO if status < 500 else logging.ERROR
         if not _access.isEnabledFor(level):
             return
+        request_id = getattr(handler, "request_id", None)
+        # The address the limits saw: forwarded only from trusted proxies; unix:uid=N on a unix socket.
+        client = getattr(handler, "client_ip", None) or request.remote_ip
+        duration = round(seconds * 1000, 2)
         path_kwargs = getattr(handler, "path_kwargs", None)
-        extra = {
-            "request_id": getattr(handler, "request_id", None),
-            # The address the limits saw: forwarded only from trusted proxies; unix:uid=N on a unix socket.
-            "client": getattr(handler, "client_ip", None) or request.remote_ip,
-            "route": route,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 2),
-        }
+        params = None
         if path_kwargs:
             for key, value in path_kwargs.items():
                 if key in _LOGGED_PARAMS:
-                    extra[key] = value
-        if method != raw_method:
-            # What "other" was, for whoever reads the line (cut: the token can be as long as the headers).
-            extra["raw_method"] = raw_method[:32]
+                    if params is None:
+                        params = []
+                    params.append((key, value))
+        # What "other" was, for whoever reads the line (cut: the token can be as long as the headers).
+        raw = raw_method[:32] if method != raw_method else None
+        msg = f"{method} {route} {status} {seconds * 1000:.1f}ms"
         sink = _direct_sink()
-        if sink is not None and _write_direct(sink, level, f"{method} {route} {status} {seconds * 1000:.1f}ms", extra):
+        if sink is not None:
+            if level >= sink.level:
+                # A request id the daemon made is hex digits: nothing in it to redact.
+                ours = getattr(handler, "request_id_generated", False)
+                _write_direct(
+                    sink, _access_line(level, msg, request_id, ours, client, route, status, duration, params, raw)
+                )
             return
+        extra = {
+            "request_id": request_id,
+            "client": client,
+            "route": route,
+            "status": status,
+            "duration_ms": duration,
+            **dict(params or ()),
+            **({"raw_method": raw} if raw is not None else {}),
+        }
         _access.log(level, "%s %s %d %.1fms", method, route, status, seconds * 1000, extra=extra)
 
     return log_request

@@ -74,6 +74,8 @@ class Parameter:
         # Parameter values repeat (ids, limits): remember recent verdicts so a
         # hot GET pays for a jsonschema run once per distinct value.
         self.errors_for = functools.lru_cache(maxsize=4096)(self._errors_for)
+        # Where an error points, made once (not per request).
+        self.pointer = f"{'/headers' if self.location == 'header' else '/' + self.location}/{self.name}"
 
     def _errors_for(self, value: Any, pointer: str) -> list[dict[str, str]]:
         return _errors(self.validator, value, pointer)
@@ -117,23 +119,27 @@ class Operation:
     def has_body(self) -> bool:
         return self.body_validator is not None
 
+    @cached_property
+    def _by_location(self) -> dict[str, list[Parameter]]:
+        return {"path": self.path_params, "query": self.query_params, "header": self.header_params}
+
     def check_params(self, location: str, values: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, str]]]:
         """Validate and coerce one location's parameters. Returns the typed
         values (defaults filled in) and the errors."""
-        params = {"path": self.path_params, "query": self.query_params, "header": self.header_params}[location]
-        prefix = "/headers" if location == "header" else "/" + location
         out: dict[str, Any] = {}
         errors: list[dict[str, str]] = []
-        for p in params:
+        for p in self._by_location[location]:
             raw = values.get(p.name)
             if raw is None:
                 if p.required:
-                    errors.append({"pointer": f"{prefix}/{p.name}", "message": "is required"})
+                    errors.append({"pointer": p.pointer, "message": "is required"})
                 elif "default" in p.schema:
                     out[p.name] = p.schema["default"]
                 continue
             value = p.coerce(raw)
-            errors.extend(p.errors_for(value, f"{prefix}/{p.name}"))
+            errs = p.errors_for(value, p.pointer)
+            if errs:
+                errors.extend(errs)
             out[p.name] = value
         return out, errors
 

@@ -16,10 +16,12 @@ import logging
 import random
 import re
 import socket
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from tornado.httputil import HTTPHeaders
+import tornado
+from tornado.httputil import HTTPHeaders, format_timestamp, responses
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from roo_daemon import strictjson
@@ -68,6 +70,25 @@ def header(headers: HTTPHeaders, name: str) -> str | None:
     if values is None:
         return None
     return values[0] if len(values) == 1 else ",".join(values)
+
+
+class _HttpDate:
+    """The ``Date`` header's text, formatted once a second (``email.utils``
+    formatting it cost as much as the request's access line)."""
+
+    second = -1
+    text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self.second:
+            self.text = format_timestamp(second)  # whole seconds, as Tornado's own
+            self.second = second
+        return self.text
+
+
+_http_date = _HttpDate()
+_SERVER = f"TornadoServer/{tornado.version}"
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="roo-daemon"'}
@@ -119,13 +140,18 @@ class ProblemWriter(RequestHandler):
     # The bucket this request was counted against, if any: its RateLimit-*
     # headers go on the answer, errors included (send_error clears headers).
     rate_verdict: Verdict | None = None
+    request_id_generated = False  # True when request_id is new_request_id()'s, not the client's
 
     @property
     def request_id(self) -> str:
         rid = getattr(self, "_request_id", None)
         if rid is None:
             given = header(self.request.headers, "X-Request-Id")
-            rid = self._request_id = given if given is not None and _REQUEST_ID.match(given) else new_request_id()
+            if given is not None and _REQUEST_ID.match(given):
+                rid = self._request_id = given
+            else:
+                rid = self._request_id = new_request_id()
+                self.request_id_generated = True
         return rid
 
     @property
@@ -178,6 +204,18 @@ class ProblemWriter(RequestHandler):
             403,
             f"Host {host!r} is not a loopback name; without API keys only requests to localhost are served",
         )
+
+    def clear(self) -> None:
+        """Tornado's ``RequestHandler.clear`` (the same headers and state;
+        tests/api/test_hot_path.py compares), with the ``Date`` text from
+        :class:`_HttpDate`."""
+        self._headers = HTTPHeaders(
+            {"Server": _SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": _http_date.now()}
+        )
+        self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = responses[200]
 
     def set_default_headers(self) -> None:
         # Straight into the headers: set_header() checks each value for
@@ -439,7 +477,9 @@ class ApiHandler(ProblemWriter):
 
     def send_json(self, doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json")
+        self._headers["Content-Type"] = (
+            "application/json"  # a constant: set_header's check is for values from elsewhere
+        )
         for name, value in (headers or {}).items():
             self.set_header(name, value)
         self.finish(doc if isinstance(doc, bytes) else _dumps(doc))

@@ -124,6 +124,11 @@ def test_the_level_still_decides(json_stdout: Callable[[str], io.StringIO]) -> N
 
 class CountingStream(io.StringIO):
     flushes = 0
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
 
     def flush(self) -> None:
         self.flushes += 1
@@ -131,7 +136,9 @@ class CountingStream(io.StringIO):
 
 
 @pytest.mark.gen_test(timeout=5)
-async def test_lines_of_one_loop_turn_leave_in_one_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_lines_of_one_loop_turn_leave_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With PYTHONUNBUFFERED (the systemd unit sets it) each stream write is
+    a system call: the lines of one loop turn wait, then leave together."""
     import asyncio
 
     root = logging.getLogger()
@@ -143,12 +150,34 @@ async def test_lines_of_one_loop_turn_leave_in_one_flush(monkeypatch: pytest.Mon
         log = access_logger(Metrics())
         log(request())
         log(request())
-        assert len(lines(out)) == 2 and out.flushes == 0  # written; flushed once the loop turns
+        assert out.writes == 0  # waiting for the end of the loop turn
         await asyncio.sleep(0)
-        assert out.flushes == 1
+        assert len(lines(out)) == 2 and out.writes == 1 and out.flushes == 1
     finally:
         root.handlers[:], level, logs._json_sink = saved
-        root.setLevel(level)
+
+
+@pytest.mark.gen_test(timeout=5)
+async def test_a_record_through_logging_keeps_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record logged the ordinary way while access lines wait goes after
+    them (the stream keeps the order lines were made in); so does exit's
+    flush (logging.shutdown flushes every handler)."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logs._json_sink)
+    out = CountingStream()
+    monkeypatch.setattr("sys.stdout", out)
+    try:
+        setup_logging("info", "json")
+        log = access_logger(Metrics())
+        log(request(status=201))
+        logging.getLogger("roo_daemon.test").warning("after the first line")
+        log(request(status=202))
+        root.handlers[0].flush()  # what logging.shutdown does at exit
+        got = lines(out)
+        assert [line.get("status") for line in got] == [201, None, 202]
+        assert got[1]["msg"] == "after the first line"
+    finally:
+        root.handlers[:], level, logs._json_sink = saved
 
 
 def test_recurring_values_are_redacted_every_time_and_the_cache_is_bounded(
@@ -164,3 +193,18 @@ def test_recurring_values_are_redacted_every_time_and_the_cache_is_bounded(
         log(request(200, session_id=f"ses_{i:032x}"))
     assert len(logs._rendered) <= logs._RENDERED_MAX
     assert lines(out)[-1]["session_id"] == f"ses_{logs._RENDERED_MAX + 9:032x}"
+
+
+def test_a_request_id_the_client_chose_is_redacted(json_stdout: Callable[[str], io.StringIO]) -> None:
+    """X-Request-ID may be any [A-Za-z0-9._:-]{1,128}, a key's shape
+    included; only an id the daemon made skips the check."""
+    out = json_stdout("info")
+    log = access_logger(Metrics())
+    chosen = request()
+    chosen.request_id = KEY
+    log(chosen)
+    made = request()
+    made.request_id, made.request_id_generated = "0123456789abcdef01234567", True
+    log(made)
+    assert KEY not in out.getvalue()
+    assert [line["request_id"] for line in lines(out)] == ["roo_[redacted]", "0123456789abcdef01234567"]
