@@ -147,8 +147,11 @@ class ProblemWriter(RequestHandler):
         rid = getattr(self, "_request_id", None)
         if rid is None:
             given = header(self.request.headers, "X-Request-Id")
+            # Both attributes, in the same order either way: instances whose
+            # attributes come in different orders leave CPython's fast path.
             if given is not None and _REQUEST_ID.match(given):
                 rid = self._request_id = given
+                self.request_id_generated = False
             else:
                 rid = self._request_id = new_request_id()
                 self.request_id_generated = True
@@ -322,7 +325,9 @@ class ApiHandler(ProblemWriter):
 
     # -- the request pipeline -------------------------------------------
 
-    async def prepare(self) -> None:
+    def prepare(self) -> None:
+        # Not a coroutine: nothing here waits, and Tornado runs a plain
+        # prepare() without making and stepping a coroutine per request.
         if self.request.method == "OPTIONS":
             return  # a CORS preflight carries no credentials; options() answers it
         self.check_host()
@@ -501,5 +506,5 @@ class NotFoundHandler(ApiHandler):
     auth_required = False
     SUPPORTED_METHODS = _IMPLEMENTABLE  # type: ignore[assignment]
 
-    def prepare(self) -> None:  # type: ignore[override]
+    def prepare(self) -> None:
         raise Problem(404, f"no route matches {self.request.path}")

@@ -37,12 +37,12 @@ class MetricsHandler(ApiHandler):
     operations = {"GET": "getMetrics"}
     auth_required = False
 
-    async def prepare(self) -> None:
+    def prepare(self) -> None:
         if self.ctx.config["auth"]["protect_metrics"] and self.request.method != "OPTIONS":
             principal = self._authenticate()
             if not principal.is_admin:
                 raise Problem(403, f"the key {principal.name!r} lacks the 'admin' scope that /metrics requires")
-        await super().prepare()
+        super().prepare()
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
