@@ -59,8 +59,12 @@ def daemon(log_level: str = "warning", extra_config: str = "") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def daemon_process(log_level: str = "warning", extra_config: str = "") -> Iterator[tuple[str, subprocess.Popen]]:
-    """Like :func:`daemon`, yielding ``(base URL, the process)``."""
+def daemon_process(
+    log_level: str = "warning", extra_config: str = "", source: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like :func:`daemon`, yielding ``(base URL, the process)``; ``source``
+    runs the ``roo_daemon`` of another source tree (an older commit's, for
+    a before/after in one run)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="roo-bench-") as tmp:
         cfg = Path(tmp, "roo-daemon.yaml")
@@ -77,7 +81,7 @@ def daemon_process(log_level: str = "warning", extra_config: str = "") -> Iterat
             [sys.executable, "-m", "roo_daemon", "serve", "--config", str(cfg)],
             stdout=subprocess.DEVNULL,
             cwd=tmp,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(source or ROOT)},
         )
         try:
             base = f"http://127.0.0.1:{port}"
