@@ -128,9 +128,7 @@ class RooApplication(Application):
                 delegate = router.get_target_delegate(rule.target, request, **params)
                 if delegate is not None:
                     return delegate
-        return self.get_handler_delegate(
-            request, self.settings["default_handler_class"], self.settings.get("default_handler_args", {})
-        )
+        return super().find_handler(request, **kwargs)  # no route: Tornado's own way to the default handler
 
     def get_handler_delegate(
         self,
