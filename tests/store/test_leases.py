@@ -413,3 +413,48 @@ async def test_a_daemon_that_lost_its_lease_is_not_ready_and_says_so_in_metrics(
     finally:
         server.stop()
         await a.close()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_running_task_taken_over_resumes_on_the_new_owner(
+    tmp_path: Path, pg_dsn: str, monkeypatch: Any
+) -> None:
+    """A's lease runs out while its task streams: B takes the session over
+    and resumes the task from its stored conversation (running on B); A's
+    loop, which did not notice, gets nothing stored: its next write is
+    refused and it drops the run."""
+    from roo_daemon.context import open_context
+
+    monkeypatch.setenv("ROO_TEST_PG_SHARED", pg_dsn)
+    a = await open_context(daemon_config(tmp_path, "a", "node-a"))
+    b = await open_context(daemon_config(tmp_path, "b", "node-b", lease_seconds=3))
+    place = StorePlace("postgresql", tmp_path, pg_dsn)
+    try:
+        session, _ = await a.sessions.create(ADMIN, {"provider": "hang"}, None)
+        task, _ = await a.tasks.create(ADMIN, session.id, {"prompt": "go slowly"}, None)
+        await until(lambda: (run := a.runner.live(task.id)) is not None and run.task.status == "running")
+        on_a = a.runner.live(task.id)
+        expire(place, a.ownership.lease)  # type: ignore[union-attr]
+        await until(lambda: (run := b.runner.live(task.id)) is not None and run.task.status == "running", 30)
+        assert b.ownership.is_local(session.id)
+        stored = await b.tasks.get(ADMIN, session.id, task.id)
+        assert stored.status == "running" and stored.state.get("resume") == "interrupted"
+        before = count_events(place, session.id)
+        # A's loop is still alive here: what it writes now is refused, and it stops.
+        assert on_a is not None and a.runner.live(task.id) is on_a
+        on_a.publish("message.delta", {"text": "late"})
+        await until(lambda: a.runner.live(task.id) is None)
+        assert not a.ownership.is_local(session.id)
+        conn = place.connect()
+        try:
+            late = conn.execute(
+                "SELECT count(*) FROM events WHERE session_id = ? AND frame LIKE '%late%'", (session.id,)
+            ).fetchone()[0]
+        finally:
+            close(conn)
+        assert late == 0 and count_events(place, session.id) >= before
+        cancelled = await b.tasks.cancel(ADMIN, session.id, task.id)
+        assert cancelled.status == "cancelled"
+    finally:
+        await a.close()
+        await b.close()
