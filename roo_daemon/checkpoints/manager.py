@@ -178,6 +178,10 @@ class CheckpointManager:
         self, principal: Principal, session_id: str, task_id: str, start: str | None, end: str | None, as_json: bool
     ) -> bytes | list[dict[str, Any]]:
         """From checkpoint ``start`` (else the task's first) to ``end`` (else its last)."""
+        if self.remote is not None and self.remote.elsewhere(session_id):
+            # The shadow repository is in the owner's data dir: it answers.
+            await self.sessions.visible(principal, session_id)
+            return await self.remote.diff(principal, session_id, task_id, start, end, as_json)
         session, _ = await self._task(principal, session_id, task_id)
         ends = await self.store.ends(task_id)
         if ends is None:

@@ -13,6 +13,7 @@ nodes); on SQLite every session is local and nothing here runs.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import fields
 from typing import Any
 
@@ -28,6 +29,7 @@ POST_MESSAGE = "post_message"
 UPDATE_SESSION = "update_session"
 DELETE_SESSION = "delete_session"
 RESTORE = "restore_checkpoint"
+DIFF = "checkpoint_diff"  # a read, but of the shadow repository in the owner's data dir
 
 
 class Remote:
@@ -113,6 +115,12 @@ class Remote:
         )
         return out["restore"], out["replayed"]
 
+    async def diff(
+        self, principal: Principal, session_id: str, task_id: str, start: str | None, end: str | None, as_json: bool
+    ) -> bytes | list[dict[str, Any]]:
+        out = await self._call(session_id, DIFF, principal, task_id=task_id, start=start, end=end, as_json=as_json)
+        return out["files"] if as_json else base64.b64decode(out["patch"])  # a patch's bytes, as git gave them
+
 
 def serve(handoff: Handoff, sessions: Any, tasks: Any, checkpoints: Any) -> None:
     """The owner's end: register every op on ``handoff``, each calling the
@@ -156,6 +164,10 @@ def serve(handoff: Handoff, sessions: Any, tasks: Any, checkpoints: Any) -> None
         )
         return {"restore": doc, "replayed": replayed}
 
+    async def diff(p: Principal, a: dict[str, Any]) -> Any:
+        found = await checkpoints.diff(p, a["session_id"], a["task_id"], a["start"], a["end"], a["as_json"])
+        return {"files": found} if a["as_json"] else {"patch": base64.b64encode(found).decode()}
+
     for op, run in (
         (CREATE_TASK, create_task),
         (CANCEL_TASK, cancel_task),
@@ -164,6 +176,7 @@ def serve(handoff: Handoff, sessions: Any, tasks: Any, checkpoints: Any) -> None
         (UPDATE_SESSION, update_session),
         (DELETE_SESSION, delete_session),
         (RESTORE, restore),
+        (DIFF, diff),
     ):
         handoff.register(op, run)
 

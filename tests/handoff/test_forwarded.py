@@ -198,6 +198,13 @@ async def test_a_checkpoint_restored_on_another_node(nodes: TwoNodes) -> None:
     finally:
         ws.close()
     await wait_status(b.api, ses["id"], task["id"], {"completed"})
+    # The diff (the owner's shadow repository), read through B: as on A.
+    diff = f"{tasks_path(ses['id'])}/{task['id']}/diff"
+    on_a, on_b = await a.api.get(diff), await b.api.get(diff)
+    assert (on_b.status, on_b.body) == (200, on_a.body) and b"+one" in on_b.body
+    on_a = await a.api.get(diff, headers={"Accept": "application/json"})
+    on_b = await b.api.get(diff, headers={"Accept": "application/json"})
+    assert (on_b.status, on_b.json) == (200, on_a.json)
     listed = await b.api.get(f"{tasks_path(ses['id'])}/{task['id']}/checkpoints")
     first = listed.json["items"][-1]
     path = f"{tasks_path(ses['id'])}/{task['id']}/checkpoints/{first['id']}/restore"
