@@ -222,6 +222,7 @@ HANDOFF_OPS = (  # cluster/remote.py's ops
     "update_session",
     "delete_session",
     "restore_checkpoint",
+    "checkpoint_diff",
 )
 HANDOFF_OUTCOMES = ("ok", "problem", "owner_unavailable", "timeout")  # cluster/handoff.py's on_outcome
 LEASE_RENEWAL_OUTCOMES = ("ok", "lost", "error")

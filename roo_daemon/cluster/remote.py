@@ -21,7 +21,8 @@ from roo_daemon.auth import Principal
 from roo_daemon.cluster.handoff import Handoff
 from roo_daemon.models import Session, Task
 
-# The ops (also the ``op`` label of the hand-off metrics).
+# The ops (also the ``op`` label of the hand-off metrics: metrics.HANDOFF_OPS
+# pre-creates their series; tests/ops/test_cluster_metrics.py keeps the two lists equal).
 CREATE_TASK = "create_task"
 CANCEL_TASK = "cancel_task"
 RESPOND = "respond"
