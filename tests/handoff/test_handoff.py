@@ -8,7 +8,6 @@ and the poll that makes up for lost notifications or a takeover."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from roo_daemon.auth import Principal
 from roo_daemon.cluster.handoff import Handoff
 from roo_daemon.problems import Problem
 from tests.store.conftest import StorePlace
+from tests.waiting import until
 
 ALICE = Principal("alice", frozenset({"read", "write"}), ("/srv/ws/alice",))
 
@@ -50,13 +50,6 @@ class Nodes:
                 return Owner(owner, owner not in nodes.dead)
 
         return View()
-
-
-async def until(predicate: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 class Cluster:

@@ -5,8 +5,6 @@ nodes' caches through the event log."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from roo_daemon.auth import Principal
 from roo_daemon.problems import Problem
 from tests.conftest import make_config
+from tests.waiting import until
 
 ADMIN = Principal("admin", frozenset({"admin", "read", "write"}))
 ALICE = Principal("alice", frozenset({"read", "write"}))
@@ -27,13 +26,6 @@ def node_config(tmp_path: Path, name: str) -> dict[str, Any]:
         store={"backend": "postgresql", "dsn_env": "ROO_TEST_PG_SHARED"},
         cluster={"node_id": f"node-{name}"},
     )
-
-
-async def until(predicate: Any, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.gen_test(timeout=90)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
 
 from roo_daemon.events import Event
 from tests.store.conftest import StorePlace
+from tests.waiting import until
 
 
 class Recorder:
@@ -25,13 +25,6 @@ class Recorder:
 
     def seqs(self) -> list[int]:
         return [e.seq for e in self.events]
-
-
-async def until(predicate: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.gen_test(timeout=90)

@@ -23,6 +23,7 @@ from roo_daemon.store.backends import event_store
 from roo_daemon.store.postgres import EVENT_SEQ_LOCK
 from tests.conftest import make_config
 from tests.store.conftest import StorePlace, close
+from tests.waiting import until
 
 ADMIN = Principal("admin", frozenset({"admin", "read", "write"}))
 
@@ -298,13 +299,6 @@ def daemon_config(tmp_path: Path, name: str, node: str, **cluster: Any) -> dict[
         ],
     }
     return cfg
-
-
-async def until(predicate: Any, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.gen_test(timeout=90)

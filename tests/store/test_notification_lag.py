@@ -14,13 +14,7 @@ from roo_daemon.events import EventBus
 from roo_daemon.events.merge import OrderedFanOut
 from roo_daemon.store.backends import event_store
 from tests.store.conftest import StorePlace
-
-
-async def until(predicate: Any, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+from tests.waiting import until
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -7,7 +7,6 @@ come twice (the same ``X-Roo-Delivery``), as across a restart."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,9 @@ from roo_daemon.models import Session, now_iso
 from roo_daemon.webhooks import WebhookDispatcher
 from tests.conftest import make_config
 from tests.store.conftest import StorePlace
+from tests.waiting import until
 from tests.webhooks.conftest import FAST, hook
 from tests.webhooks.receiver import Receiver
-
-
-async def until(predicate: Any, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 class Node:
