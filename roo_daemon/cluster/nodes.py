@@ -141,11 +141,16 @@ class NodeLease:
 
     def _renew(self) -> None:
         c = self._lock_conn()
-        updated = c.execute(
-            f"UPDATE nodes SET lease_until = {DB_NOW} + ? WHERE id = ? AND incarnation = ?",
+        before = time.time()
+        row = c.execute(
+            f"UPDATE nodes SET lease_until = {DB_NOW} + ? WHERE id = ? AND incarnation = ? RETURNING {DB_NOW}",
             (self.lease_seconds, self.node_id, self.incarnation),
-        ).rowcount
-        if updated == 1:
+        ).fetchone()
+        if row is not None:
+            # The renewal's round trip measures the database's clock against
+            # this node's again, so a clock stepped since start (NTP, a resumed
+            # VM) skews the notification-lag metric for one interval at most.
+            self.db.clock_offset = float(row[0]) - (before + time.time()) / 2
             return
         # No row: the database lost it (restored from a backup, a commit lost
         # in a crash): this node, which holds the id's lock, registers again.

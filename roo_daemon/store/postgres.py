@@ -224,8 +224,9 @@ class PgDatabase(Database):
         self._listen_lock = threading.Lock()
         self.listener_pid = 0  # the listener connection's server process (tests cut it)
         self.writer_pid = 0  # the writer connection's server process: its notifications are this node's
-        # The database's clock minus this node's (seconds), measured at open:
-        # times the database gives (a commit's) become this node's by subtracting it.
+        # The database's clock minus this node's (seconds), measured at open and
+        # again at each lease renewal (cluster/nodes.py): times the database
+        # gives (a commit's) become this node's by subtracting it.
         self.clock_offset = 0.0
         self.reclaims_space = True  # autovacuum gives space back; nothing for the daemon to do
 

@@ -452,3 +452,18 @@ async def test_a_running_task_taken_over_resumes_on_the_new_owner(
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_each_renewal_measures_the_clock_offset_again(place: StorePlace) -> None:
+    """The notification-lag metric turns the database's commit times into
+    this node's clock by an offset; a node's clock that is stepped (NTP,
+    a resumed VM) after start must not skew it until the next restart, so
+    every lease renewal measures the offset again."""
+    a = await Node(place, "a").start()
+    try:
+        a.db.clock_offset = 3600.0  # as if this node's clock had been stepped back an hour since
+        assert await a.lease.renew()
+        assert abs(a.db.clock_offset) < 1  # one machine: one clock
+    finally:
+        await a.stop()
