@@ -96,3 +96,94 @@ def test_clear_leaves_what_tornado_clear_leaves(app: Any) -> None:
         ours.clear()
     assert dict(ours._headers.get_all()) == theirs
     assert {k: v for k, v in vars(ours).items() if k in state} == state
+
+
+class _Stream:
+    """What a connection's write_headers touches of its stream."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.io_loop = None
+        self.max_buffer_size = 1 << 20
+
+    def closed(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> Any:
+        from tornado.concurrent import Future
+
+        self.written += data
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+    def set_close_callback(self, callback: Any) -> None:
+        pass
+
+
+def _answer(
+    cls: type, request: RequestStartLine, response: Any, headers: HTTPHeaders, chunk: bytes | None, close: bool
+) -> tuple[Any, ...]:
+    """What ``cls``'s write_headers writes and leaves, or the error it raises."""
+    from tornado.http1connection import HTTP1ConnectionParameters
+
+    stream = _Stream()
+    conn = cls(stream, False, HTTP1ConnectionParameters())
+    conn._request_start_line = request
+    conn._request_headers = HTTPHeaders({"Connection": "keep-alive"})
+    conn._disconnect_on_finish = close
+    given, headers = headers, HTTPHeaders()
+    for name, values in given._as_list.items():  # not copy(): it refuses the bad values some cases hold
+        headers._as_list[name] = list(values)
+    try:
+        conn.write_headers(response, headers, chunk)
+    except Exception as e:  # noqa: BLE001  # compared with what Tornado's raises
+        return (type(e), str(e))
+    state = (conn._chunking_output, conn._expected_content_remaining, conn._response_start_line)
+    return (stream.written, list(headers.get_all()), state)
+
+
+def _cases() -> list[tuple[Any, ...]]:
+    from tornado.httputil import ResponseStartLine
+
+    api = HTTPHeaders({"Server": "TornadoServer/6", "Content-Type": "application/json", "Date": "x"})
+    api["X-Request-ID"] = "0123456789abcdef01234567"
+    api["Content-Length"] = "2"
+    multi = api.copy()
+    multi.add("Set-Cookie", "a=1")
+    multi.add("Set-Cookie", "b=2")
+    no_length = HTTPHeaders({"Content-Type": "text/plain"})
+    crlf = api.copy()
+    crlf["X-Bad"] = "a\r\nInjected: yes"
+    lone_lf = api.copy()
+    lone_lf["X-Bad"] = "a\nb"
+    latin = api.copy()
+    latin["X-Name"] = "caf\u00e9"
+    wide = api.copy()
+    wide["X-Name"] = "\u20ac"
+    as_bytes = api.copy()
+    as_bytes._as_list["X-Bytes"] = [b"raw"]  # what Tornado's native_str lets through
+    get = RequestStartLine("GET", "/x", "HTTP/1.1")
+    ok = ResponseStartLine("", 200, "OK")
+    cases = []
+    for request in (get, RequestStartLine("HEAD", "/x", "HTTP/1.1"), RequestStartLine("GET", "/x", "HTTP/1.0")):
+        for response in (ok, ResponseStartLine("", 204, "No Content"), ResponseStartLine("", 304, "Not Modified")):
+            for headers in (api, multi, no_length):
+                for close in (False, True):
+                    cases.append((request, response, headers, b"{}" if response.code == 200 else None, close))
+    for headers in (crlf, lone_lf, latin, wide, as_bytes):
+        cases.append((get, ok, headers, b"{}", False))
+    cases.append((get, ResponseStartLine("", 200, "D\u00e9j\u00e0"), api, b"{}", False))  # a non-ASCII reason
+    cases.append((get, ResponseStartLine("", 101, "Switching Protocols"), no_length, None, False))
+    return cases
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_the_answers_head_is_written_as_tornado_writes_it(case: tuple[Any, ...]) -> None:
+    """The server's connection writes an answer's head in fewer steps
+    (roo_daemon/http1.py): the same bytes, state and errors as Tornado's."""
+    from tornado.http1connection import HTTP1Connection
+
+    from roo_daemon.http1 import _Connection
+
+    assert _answer(_Connection, *case) == _answer(HTTP1Connection, *case)
