@@ -86,16 +86,25 @@ def test_clear_leaves_what_tornado_clear_leaves(app: Any) -> None:
     ours = cls.__new__(cls)  # no connection to run __init__ with: clear() needs only the request
     ours.request = request
     RequestHandler.clear(ours)
-    theirs = dict(ours._headers.get_all())
+    theirs = list(ours._headers.get_all())
     state = {k: v for k, v in vars(ours).items() if k in ("_write_buffer", "_status_code", "_reason")}
     second = int(time.time())
     ours.clear()
     if int(time.time()) != second:  # the second turned between the two: ask again
         RequestHandler.clear(ours)
-        theirs = dict(ours._headers.get_all())
+        theirs = list(ours._headers.get_all())
         ours.clear()
-    assert dict(ours._headers.get_all()) == theirs
+    assert list(ours._headers.get_all()) == theirs
     assert {k: v for k, v in vars(ours).items() if k in state} == state
+    # clear() fills HTTPHeaders' own stores: they are what its constructor makes.
+    assert set(vars(ours._headers)) == set(vars(HTTPHeaders())) == {"_as_list", "_combined_cache"}
+    first = ours._headers
+    ours.clear()  # each answer's headers and value lists are its own
+    ours._headers.add("Cache-Control", "private")
+    ours._headers["Content-Type"] = "application/json"
+    assert first["Cache-Control"] == "no-store" and first["Content-Type"] == "text/html; charset=UTF-8"
+    assert ours._headers["Cache-Control"] == "no-store,private"
+    assert ours._headers.get_list("X-Request-ID") == [ours.request_id]
 
 
 class _Stream:
