@@ -315,6 +315,21 @@ def managed_dir(cfg: Config, data_dir: Path) -> Path:
     return Path(configured).expanduser().resolve() if configured else data_dir / "workspaces"
 
 
+def checkpoints_dir(cfg: Config, data_dir: Path) -> Path:
+    """Where the checkpoints' shadow repositories live: ``checkpoints.dir``;
+    else, in the failover setup (``workspaces.shared`` with a
+    ``workspaces.managed_dir`` on storage every node mounts), beside the
+    managed workspaces in ``<managed_dir>/.checkpoints``, so the node that
+    takes a session over has its tasks' earlier checkpoints; else
+    ``<data_dir>/checkpoints`` (one machine: where they always were)."""
+    configured = cfg["checkpoints"]["dir"]
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if cfg["workspaces"]["shared"] and cfg["workspaces"]["managed_dir"]:
+        return managed_dir(cfg, data_dir) / ".checkpoints"
+    return data_dir / "checkpoints"
+
+
 def node_id(cfg: Config) -> str:
     """This daemon's name in a cluster: ``cluster.node_id``, else
     ``<hostname>:<server.port>`` (stable across restarts of one service)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from roo_daemon.auth import Authenticator
 from roo_daemon.checkpoints.manager import CheckpointManager
+from roo_daemon.checkpoints.nodelock import RepoLocks
 from roo_daemon.checkpoints.store import CheckpointStore
 from roo_daemon.clientip import parse_networks
 from roo_daemon.cluster.caps import Caps, LocalCaps, make_caps
@@ -16,7 +17,7 @@ from roo_daemon.cluster.handoff import Handoff
 from roo_daemon.cluster.nodes import NodeIdInUse
 from roo_daemon.cluster.ownership import Ownership, SessionOwnership, SoleNode, open_ownership
 from roo_daemon.cluster.remote import start as start_handoff
-from roo_daemon.config import Config, managed_dir, prepare_data_dir
+from roo_daemon.config import Config, checkpoints_dir, managed_dir, prepare_data_dir
 from roo_daemon.engine.loop import AgentLoop
 from roo_daemon.engine.providers import Provider, build_providers
 from roo_daemon.engine.sandbox import SETTINGS_KEY, Sandbox, daemon_files
@@ -186,6 +187,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
     providers = build_providers(cfg["providers"], cfg["_config_dir"], metrics)
     engine_cfg = cfg["engine"]
     tools = cfg["tools"]
+    ckpt_dir = checkpoints_dir(cfg, data_dir)
     sandbox = Sandbox(tools["sandbox"], daemon_files(cfg, data_dir), tools["sandbox_read_only_paths"])
     mcp = build_hub(cfg, sandbox, metrics.registry)
     mcp.publish = bus.publish
@@ -226,6 +228,7 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         caps,
         ownership,
         managed_dir(cfg, data_dir),
+        ckpt_dir,
     )
     await sessions.load()
     if db.backend == "postgresql":
@@ -255,8 +258,18 @@ async def _build_context(cfg: Config, spec: Spec, data_dir: Path) -> AppContext:
         cfg["limits"],
         caps,
     )
+    # Nodes sharing workspaces share checkpoints.dir too (by default beside
+    # the managed workspaces): their writes to one repository take turns.
+    cross = RepoLocks(db) if db.backend == "postgresql" and cfg["workspaces"]["shared"] else None
+    if cross is not None and ckpt_dir.is_relative_to(data_dir):
+        log.warning(
+            "checkpoints: workspaces.shared is set but checkpoints.dir (%s) is in this node's data dir: a session"
+            " taken over cannot diff or restore its earlier checkpoints; set workspaces.managed_dir or"
+            " checkpoints.dir to the shared storage (docs/cluster.md)",
+            ckpt_dir,
+        )
     checkpoints = CheckpointManager(
-        cfg["checkpoints"], data_dir, CheckpointStore(db), bus, sessions, tasks, idempotency
+        cfg["checkpoints"], data_dir, CheckpointStore(db), bus, sessions, tasks, idempotency, ckpt_dir, cross
     )
     await checkpoints.start()  # says once if git is missing
     engine.checkpoints = checkpoints

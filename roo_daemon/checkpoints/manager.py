@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from roo_daemon.auth import Principal
 from roo_daemon.checkpoints.diffs import FILES_CAP
+from roo_daemon.checkpoints.nodelock import RepoLocks
 from roo_daemon.checkpoints.repos import Repos, repo_key
 from roo_daemon.checkpoints.restore import Restorer
 from roo_daemon.checkpoints.retention import Retention
@@ -46,8 +47,12 @@ class CheckpointManager:
         sessions: Any,
         tasks: Any,
         idempotency: IdempotencyGuard,
+        root: Path | None = None,
+        cross: RepoLocks | None = None,
     ) -> None:
-        self.repos = Repos(config, data_dir)
+        # ``root``: checkpoints.dir (config.checkpoints_dir). ``cross``: the
+        # nodes' locks of the repositories, when several nodes share it.
+        self.repos = Repos(config, data_dir, root, cross)
         self.store = store
         self.bus = bus
         self.sessions = sessions
@@ -71,6 +76,8 @@ class CheckpointManager:
         if self._saving:
             await asyncio.wait(list(self._saving), timeout=10)
         await self.retention.close()
+        if self.repos.cross is not None:
+            await self.repos.cross.close()
 
     # -- hooks, called by the agent loop --------------------------------------
 

@@ -1,7 +1,13 @@
 """The daemon's shadow repositories: one per workspace, under
-``data_dir/checkpoints/<key>/`` (the key is a hash of the workspace's path),
-never inside the workspace. Also whether checkpoints can run at all: git
-on the PATH, ``checkpoints.enabled``, the session's own switch.
+``<checkpoints.dir>/<key>/`` (the key is a hash of the workspace's path;
+the dir defaults to ``data_dir/checkpoints``, config.checkpoints_dir), never
+inside the workspace. Also whether checkpoints can run at all: git on the
+PATH, ``checkpoints.enabled``, the session's own switch.
+
+With several nodes sharing the dir (a failover cluster), ``cross`` is the
+nodes' lock of each repository (nodelock.RepoLocks): every node's sessions
+in one workspace write the same repository, and whichever node owns a
+session after a takeover finds its tasks' checkpoints there.
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ def inside(workspace: str, path: Path) -> list[str]:
 
 
 class Repos:
-    def __init__(self, config: dict[str, Any], data_dir: Path) -> None:
+    def __init__(self, config: dict[str, Any], data_dir: Path, root: Path | None = None, cross: Any = None) -> None:
         self.enabled = config["enabled"]
         self.max_file_bytes = config["max_file_bytes"]
         self.excludes = list(config["exclude"])
         self.data_dir = data_dir
-        self.root = data_dir / ROOT
+        self.root = root or data_dir / ROOT
+        self.cross = cross  # nodelock.RepoLocks when nodes share the root
         self.binary: str | None = None
         self.unavailable: str | None = None if self.enabled else "checkpoints are turned off (checkpoints.enabled)"
         self._repos: dict[str, ShadowRepo] = {}
@@ -95,7 +102,8 @@ class Repos:
     async def _open(self, key: str, workspace: str) -> ShadowRepo:
         assert self.binary is not None
         git = Git(self.binary, self.root / key / "git", workspace)
-        repo = ShadowRepo(git, self.max_file_bytes, self.excludes, inside(workspace, self.data_dir))
+        own = list(dict.fromkeys(inside(workspace, self.data_dir) + inside(workspace, self.root)))
+        repo = ShadowRepo(git, self.max_file_bytes, self.excludes, own, self.cross, key)
         await asyncio.to_thread(_write_owner, self.root / key, workspace)
         await repo.open()
         self._repos[key] = repo
@@ -108,7 +116,7 @@ class Repos:
         self._repos.pop(key, None)
 
     def on_disk(self) -> list[str]:
-        """Keys of the repositories in the data dir (blocking: run in a thread)."""
+        """Keys of the repositories in the root (blocking: run in a thread)."""
         if not self.root.is_dir():
             return []
         return [p.name for p in self.root.iterdir() if p.is_dir()]

@@ -12,6 +12,7 @@ tool call's path: :meth:`Retention.gc_later` starts it in the background.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from typing import Any
@@ -71,10 +72,22 @@ class Retention:
     async def _remove(self, key: str) -> None:
         repo = self.repos.cached(key)
         self.repos.forget(key)
-        if repo is not None:
-            async with repo.lock:  # a checkpoint of a just-cancelled task may still be finishing
-                pass
-        await asyncio.to_thread(shutil.rmtree, self.repos.root / key, True)
+        if self.repos.cross is None:
+            if repo is not None:
+                async with repo.lock:  # a checkpoint of a just-cancelled task may still be finishing
+                    pass
+            await asyncio.to_thread(shutil.rmtree, self.repos.root / key, True)
+            return
+        # Shared by nodes: another node may have a session in this workspace
+        # that this one has not heard of yet. Under the nodes' lock (after
+        # our own: the lock is re-entrant on this node's connection), and
+        # only if no stored session works there now; a node that opened the
+        # repository before makes it again at its next use (ShadowRepo.locked).
+        async with repo.lock if repo is not None else contextlib.nullcontext():
+            async with self.repos.cross.held(key):
+                if key in {repo_key(w) for w in await self.sessions.store.workspaces()}:
+                    return
+                await asyncio.to_thread(shutil.rmtree, self.repos.root / key, True)
 
     async def sweep(self) -> None:
         """At start: the checkpoints of sessions deleted while the daemon

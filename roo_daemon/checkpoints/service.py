@@ -11,9 +11,10 @@ is always kept: it is what an undo of the whole task goes back to.
 
 Only plumbing commands are used (``status``, ``add``, ``write-tree``,
 ``commit-tree``, ``update-ref``, ``read-tree``, ``diff``): none runs hooks,
-and none reads or moves the shadow repository's ``HEAD``. Every method runs
-under the repository's lock, so two tasks in one workspace never interleave
-in its index.
+and none reads or moves the shadow repository's ``HEAD``. Every method that
+writes runs under the repository's lock, so two tasks in one workspace never
+interleave in its index; with ``cross`` (several nodes sharing
+``checkpoints.dir``) under the nodes' lock of it too (checkpoints/nodelock.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import asyncio
 import os
 import re
 import shutil
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,9 @@ _ADD_ERROR = re.compile(r'^error: open\("(.*)"\): (.*)$')
 LIST_ARGS = ("ls-files", "-z", "-t", "--modified", "--deleted", "--others", "--exclude-standard")
 ADD_ARGS = ("add", "-A", "--ignore-errors", "--pathspec-from-file=-", "--pathspec-file-nul")
 EXPLICIT_PATHS = 500  # beyond this many changed paths, one pathspec for everything is cheaper to match
+# A node killed mid-command leaves its git child running (or its lock file
+# behind): how long one found under the nodes' lock may take to finish.
+STALE_LOCK_SECONDS = 5.0
 
 
 @dataclass
@@ -72,15 +79,27 @@ class _Staged:
 
 
 class ShadowRepo:
-    def __init__(self, git: Git, max_file_bytes: int, excludes: list[str], inside: list[str]) -> None:
+    def __init__(
+        self,
+        git: Git,
+        max_file_bytes: int,
+        excludes: list[str],
+        inside: list[str],
+        cross: Any = None,
+        key: str = "",
+    ) -> None:
         self.git = git
         self.max_file_bytes = max_file_bytes
         self.excludes = excludes
         self.inside = inside  # the daemon's own directories within the workspace, never recorded
         self.lock = asyncio.Lock()
+        # Several nodes writing this repository (checkpoints.dir on shared
+        # storage): their lock of it (nodelock.RepoLocks), held inside ours.
+        self.cross = cross
+        self.key = key
         self.tips: dict[str, str] = {}  # task id -> its latest checkpoint commit
         self._trees: dict[str, str] = {}  # commit -> tree, a cache: both never change
-        self._index_tree: str | None = None  # the index's tree after our last staging (one daemon per data dir)
+        self._index_tree: str | None = None  # the index's tree after our last staging (forgotten under the nodes' lock)
         self._opened = False
 
     @property
@@ -90,22 +109,61 @@ class ShadowRepo:
     async def open(self) -> None:
         """Create the repository on first use; refresh its exclude list
         (the workspace's ``.gitattributes`` may name new LFS patterns)."""
+        async with self.locked(fresh=False):
+            await self._create()
+        self._opened = True
+
+    async def _create(self) -> None:
         created = await asyncio.to_thread(self._prepare)
         if created:
             await self.git.run("init", "--quiet", "--template=")
             for key, value in CONFIG.items():
                 await self.git.run("config", key, value)
             await self.git.run("config", "core.worktree", self.workspace)
-        self._opened = True
+
+    @asynccontextmanager
+    async def locked(self, fresh: bool = True) -> AsyncIterator[None]:
+        """This node's lock of the repository, and with ``cross`` the nodes'
+        lock too. Under the nodes' lock what this node remembers of the
+        repository may be stale (another node committed, staged, or removed
+        it since), so it is forgotten; a lock file left by a node that died
+        mid-command is cleared; a repository removed meanwhile is made again."""
+        async with self.lock:
+            if self.cross is None:
+                yield
+                return
+            async with self.cross.held(self.key):
+                self._index_tree = None
+                self.tips.clear()
+                head, lock = self.git.git_dir / "HEAD", self.git.git_dir / "index.lock"
+                gone, stale = await asyncio.to_thread(lambda: (not head.exists(), lock.exists()))
+                if stale:
+                    await self._clear_stale_lock()
+                if gone and fresh:
+                    await self._create()
+                yield
+
+    async def _clear_stale_lock(self) -> None:
+        """Under the nodes' lock, ``index.lock`` is no running node's: a
+        killed node's git child may still be finishing (give it a moment),
+        or it died too and left the file."""
+        lock = self.git.git_dir / "index.lock"
+        deadline = time.monotonic() + STALE_LOCK_SECONDS
+        while await asyncio.to_thread(lock.exists):
+            if time.monotonic() >= deadline:
+                await asyncio.to_thread(lock.unlink, True)
+                return
+            await asyncio.sleep(0.1)  # polling a file another machine's process holds: nothing to await
 
     def _prepare(self) -> bool:
         """Blocking: runs in a thread. Returns whether the repository is new."""
         git_dir = self.git.git_dir
         created = not (git_dir / "HEAD").exists()
         (git_dir / "info").mkdir(parents=True, exist_ok=True)
-        if not self._opened:
+        if not self._opened and self.cross is None:
             # One daemon per data dir, and one lock per repository in it: a
             # lock file found before our first command is a crashed run's.
+            # (Shared by nodes: cleared under their lock, see locked().)
             for stale in (git_dir / "index.lock", git_dir / "gc.pid"):
                 stale.unlink(missing_ok=True)
         workspace = Path(self.workspace)
@@ -116,7 +174,7 @@ class ShadowRepo:
     async def checkpoint(self, task_id: str, message: str, first: bool) -> Snapshot | None:
         """Record the workspace for ``task_id``. None if nothing changed since
         its previous checkpoint (the first of a task is always recorded)."""
-        async with self.lock:
+        async with self.locked():
             parent = self.tips.get(task_id) if not first else None
             if parent is None and not first:
                 parent = await self._ref(task_id)
@@ -151,7 +209,7 @@ class ShadowRepo:
         that tree on top of the chain, which keeps every later checkpoint
         reachable (they can still be restored) and makes the next
         checkpoint compare with what the restore left."""
-        async with self.lock:
+        async with self.locked():
             before = await self._stage()
             await self.git.run("read-tree", "-u", "--reset", commit)
             target = self._index_tree = await self._tree(commit)
@@ -181,7 +239,7 @@ class ShadowRepo:
 
     async def forget(self, task_ids: list[str]) -> None:
         """Drop tasks' chains (their session was deleted); ``gc`` frees the objects."""
-        async with self.lock:
+        async with self.locked():
             if task_ids:
                 lines = "".join(f"delete refs/roo/{t}\n" for t in task_ids)
                 await self.git.run("update-ref", "--stdin", stdin=lines.encode())
@@ -193,7 +251,7 @@ class ShadowRepo:
         reaches (held under the lock: an ``add`` in flight has objects no
         ref reaches yet). Called in the background, never on a tool call."""
         if prune_now:
-            async with self.lock:
+            async with self.locked():
                 await self.git.run("gc", "--quiet", "--prune=now")
         else:
             await self.git.run("gc", "--auto", "--quiet")

@@ -249,13 +249,16 @@ def outermost(masks: Sequence[Mask], covers: Sequence[Path], workspace: Path) ->
 
 def daemon_files(cfg: dict, data_dir: Path) -> list[Path]:
     """What no command may see of the daemon: its data dir (the store, the
-    managed workspaces), its config file and its keys file. Workspaces
+    managed workspaces, the checkpoints), its config file and its keys file. Workspaces
     created elsewhere (``workspaces.managed_dir``) are hidden the same way:
     a command sees its own session's workspace only."""
     files = [data_dir]
     managed = (cfg.get("workspaces") or {}).get("managed_dir")
     if managed:
         files.append(Path(managed).expanduser())
+    checkpoints = (cfg.get("checkpoints") or {}).get("dir")
+    if checkpoints:  # every workspace's recorded files: never a command's to read
+        files.append(Path(checkpoints).expanduser())
     if cfg.get("_config_path"):
         files.append(Path(cfg["_config_path"]))
     keys_file = cfg["auth"].get("keys_file")

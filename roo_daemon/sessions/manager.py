@@ -52,6 +52,7 @@ class SessionManager:
         caps: Caps | None = None,
         ownership: SessionOwnership | None = None,
         managed_dir: Path | None = None,
+        checkpoints_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -69,6 +70,7 @@ class SessionManager:
         # daemon (SQLite) this one, always.
         self.ownership: SessionOwnership = ownership or SoleNode()
         self.managed_dir = managed_dir or data_dir / "workspaces"
+        self.checkpoints_dir = checkpoints_dir or data_dir / "checkpoints"
         self.sessions: dict[str, Session] = {}
         # Several nodes (PostgreSQL): sessions are also created, changed and
         # deleted by the others; a miss reads the store, and their
@@ -317,9 +319,9 @@ class SessionManager:
             return "contains a workspaces.roots entry: use a directory that holds no root"
         if not any(root in path.parents for root in self.roots):
             return "is not under any configured workspaces.roots"
-        for data in {self.data_dir.resolve(), self.managed_dir.resolve()}:
+        for data in {self.data_dir.resolve(), self.managed_dir.resolve(), self.checkpoints_dir.resolve()}:
             if path == data or data in path.parents or path in data.parents:
-                return "overlaps the daemon's data dir (its store and managed workspaces)"
+                return "overlaps the daemon's data dir (its store, managed workspaces and checkpoints)"
         return None
 
     @staticmethod

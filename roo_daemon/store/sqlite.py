@@ -105,6 +105,15 @@ class SessionStore:
         rows = await self.db.read(lambda c: c.execute("SELECT doc FROM sessions ORDER BY n").fetchall())
         return [Session.from_doc(json.loads(r[0])) for r in rows]
 
+    async def workspaces(self) -> set[str]:
+        """Every stored session's workspace, as stored now (also sessions
+        other nodes created a moment ago). Parsed on the reader's thread."""
+
+        def read(c: Any) -> set[str]:
+            return {json.loads(d)["workspace"] for (d,) in c.execute("SELECT doc FROM sessions").fetchall()}
+
+        return await self.db.read(read)
+
     async def page(self, owner: str | None, after_n: int, limit: int) -> tuple[list[Session], int | None]:
         docs, last = await _newest_first(self.db, "sessions", {"owner": owner}, after_n, limit)
         return [Session.from_doc(d) for d in docs], last

@@ -51,6 +51,14 @@ CLUSTER_PROVIDERS: dict[str, Any] = {
         "turns": [{"text": SLOW_TEXT, "tool_calls": [{"name": "attempt_completion", "args": {"result": "streamed"}}]}]
         * 4,
     },
+    # Writes a file (a checkpoint after it), then completes: "undo" after a takeover.
+    "writes": {
+        "kind": "scripted",
+        "turns": [
+            {"tool_calls": [{"name": "write_to_file", "args": {"path": "notes.txt", "content": "written on A\n"}}]},
+            {"tool_calls": [{"name": "attempt_completion", "args": {"result": "wrote"}}]},
+        ],
+    },
 }
 
 

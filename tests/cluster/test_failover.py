@@ -11,10 +11,12 @@ No duration is asserted: each wait has a generous deadline (the lease is
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.cluster.harness import Cluster, Recorder, wait_task, wait_until
-from tests.tasks.helpers import all_events
+from tests.tasks.helpers import all_events, task_path
 
 
 @pytest.mark.gen_test(timeout=300)
@@ -67,11 +69,16 @@ async def test_kill_9_of_the_owner_mid_stream_and_mid_wait(cluster: Cluster) -> 
 @pytest.mark.gen_test(timeout=240)
 async def test_a_new_task_for_a_dead_nodes_session_runs_on_its_new_owner(cluster: Cluster) -> None:
     """After the takeover the session is served as before: a task posted
-    through any node runs (on the new owner, in the same shared workspace)."""
+    through any node runs (on the new owner, in the same shared workspace),
+    and the checkpoints the dead node made are the new owner's to diff and
+    restore ("undo" survives failover: checkpoints.dir defaults to the
+    shared storage beside the managed workspaces)."""
     a, b, _ = await cluster.start("a", "b", "c")
-    session = await a.api.session(workspace=cluster.workspace("w"))
-    first = await a.api.task(session["id"], provider="instant")
-    await wait_task(b.api, session["id"], first["id"], "completed")
+    workspace = Path(cluster.workspace("w"))
+    session = await a.api.session(workspace=str(workspace), auto_approve={"write": True})
+    first = await a.api.task(session["id"], provider="writes")
+    assert (await wait_task(b.api, session["id"], first["id"], "completed"))["result"] == "wrote"
+    assert (workspace / "notes.txt").read_text() == "written on A\n"
     a.kill9()
 
     async def created() -> dict | None:
@@ -81,3 +88,18 @@ async def test_a_new_task_for_a_dead_nodes_session_runs_on_its_new_owner(cluster
     second = await wait_until(created, "a task accepted for the dead node's session", timeout=90)
     done = await wait_task(b.api, session["id"], second["id"], "completed")
     assert done["result"] == "ok"
+
+    # A's checkpoints of the first task: listed, diffed and restored by the new owner.
+    ckpts = await b.api.get(task_path(session["id"], first["id"], "/checkpoints"))
+    assert ckpts.status == 200, ckpts.body
+    start, wrote = ckpts.json["items"]
+    assert wrote["files_changed"] == [{"path": "notes.txt", "status": "added"}], wrote
+    diff = await b.api.get(task_path(session["id"], first["id"], "/diff"))
+    assert diff.status == 200, diff.body
+    assert "+written on A" in diff.body.decode(), diff.body
+    restored = await b.api.post(
+        task_path(session["id"], first["id"], f"/checkpoints/{start['id']}/restore"), {"scope": "files"}
+    )
+    assert restored.status == 200, restored.body
+    assert restored.json["files_changed"] == [{"path": "notes.txt", "status": "deleted"}], restored.json
+    assert not (workspace / "notes.txt").exists()
