@@ -85,7 +85,7 @@ class TextFormatter(logging.Formatter):
 
 class _JsonSink(logging.StreamHandler):
     """The JSON handler :func:`setup_logging` installs. Access lines
-    written directly (:func:`_write_direct`) wait in ``pending`` until the
+    written directly (:func:`_queue`) wait in ``pending`` until the
     loop turn ends, then leave in one write (with ``PYTHONUNBUFFERED``, as
     the systemd unit sets it, each line was a system call of its own). A
     record through ``logging`` writes them first, and so does a flush (at
@@ -97,10 +97,15 @@ class _JsonSink(logging.StreamHandler):
         self.pending: list[str] = []
 
     def write_pending(self) -> None:
-        """Write the waiting lines; the caller holds ``self.lock``."""
-        if self.pending:
-            text = "".join(self.pending)
-            self.pending.clear()
+        """Write the waiting lines; the caller holds ``self.lock``. The loop
+        appends lines without the lock (:func:`_queue`): only the lines
+        counted here are taken, so one appended meanwhile waits for the next
+        write instead of being lost."""
+        pending = self.pending
+        count = len(pending)
+        if count:
+            text = pending[0] if count == 1 else "".join(pending[:count])
+            del pending[:count]
             self.stream.write(text)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -114,7 +119,9 @@ class _JsonSink(logging.StreamHandler):
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self.write_pending()
-        super().flush()
+            # StreamHandler.flush, under the lock already held (it takes it again).
+            if self.stream and hasattr(self.stream, "flush"):
+                self.stream.flush()
 
 
 _json_sink: _JsonSink | None = None  # the handler the access line may write to directly
@@ -269,11 +276,14 @@ def _access_line(
     )
 
 
-def _write_direct(sink: _JsonSink, line: str) -> None:
-    """Queue ``line`` on the handler; it leaves at the end of the loop turn (:func:`_flush_soon`)."""
-    with sink.lock:  # type: ignore[union-attr]  # threads (executors) log through the same handler
-        sink.pending.append(line + sink.terminator)
-    _flush_soon(sink)
+def _queue(sink: _JsonSink, line: str) -> None:
+    """Queue ``line`` (its terminator included) on the handler; it leaves at
+    the end of the loop turn (:func:`_flush_soon`). Without the handler's
+    lock: only the loop appends, and :meth:`_JsonSink.write_pending` takes
+    just the lines it counted, so a thread writing meanwhile loses none."""
+    sink.pending.append(line)
+    if not _flush_scheduled:
+        _flush_soon(sink)
 
 
 _flush_scheduled = False
@@ -306,6 +316,37 @@ def _flush(sink: _JsonSink) -> None:
 
 
 _LOGGED_PARAMS = ("session_id", "task_id")  # path parameters the access line carries
+_PARAM_KEYS = {key: f", {_quote(key)}: " for key in _LOGGED_PARAMS}
+
+
+class _Shape:
+    """The parts of an access line fixed by its method, route, status and
+    level, rendered once: the line is then a few values between them
+    (:func:`access_logger`). ``head`` runs from the end of ``ts`` into the
+    ``msg`` string up to its duration (a quoted string's escapes are per
+    character, so the quoted whole is the quoted parts joined); ``middle``
+    from the route to ``duration_ms``'s value."""
+
+    __slots__ = ("head", "middle")
+
+    def __init__(self, level: int, method: str, route: str, status: int) -> None:
+        name = "info" if level == logging.INFO else logging.getLevelName(level).lower()
+        self.head = (
+            f'", "level": {_quote(name)}, "logger": "roo_daemon.access", "msg": '
+            + _quote(f"{method} {route} {status} ")[:-1]
+        )
+        self.middle = f', "route": {_quote(route)}, "status": {status}, "duration_ms": '
+
+
+_shapes: dict[tuple[str, str, int, int], _Shape] = {}
+_SHAPES_MAX = 1024  # methods and statuses are bounded, routes the table's: never reached but by a bug
+
+
+def _shape(method: str, route: str, status: int, level: int) -> _Shape:
+    if len(_shapes) >= _SHAPES_MAX:
+        _shapes.clear()
+    shape = _shapes[method, route, status, level] = _Shape(level, method, route, status)
+    return shape
 
 
 def access_logger(metrics: Metrics) -> Callable[[Any], None]:
@@ -327,32 +368,49 @@ def access_logger(metrics: Metrics) -> Callable[[Any], None]:
         client = getattr(handler, "client_ip", None) or request.remote_ip
         duration = round(seconds * 1000, 2)
         path_kwargs = getattr(handler, "path_kwargs", None)
-        params = None
-        if path_kwargs:
-            for key, value in path_kwargs.items():
-                if key in _LOGGED_PARAMS:
-                    if params is None:
-                        params = []
-                    params.append((key, value))
         # What "other" was, for whoever reads the line (cut: the token can be as long as the headers).
         raw = raw_method[:32] if method != raw_method else None
-        msg = f"{method} {route} {status} {seconds * 1000:.1f}ms"
         sink = _direct_sink()
         if sink is not None:
-            if level >= sink.level:
-                # A request id the daemon made is hex digits: nothing in it to redact.
+            if level < sink.level:
+                return
+            if type(route) is not str or type(status) is not int:  # never ours; rendered field by field
+                params = [(k, v) for k, v in (path_kwargs or {}).items() if k in _LOGGED_PARAMS] or None
+                msg = f"{method} {route} {status} {seconds * 1000:.1f}ms"
                 ours = getattr(handler, "request_id_generated", False)
-                _write_direct(
-                    sink, _access_line(level, msg, request_id, ours, client, route, status, duration, params, raw)
-                )
+                line = _access_line(level, msg, request_id, ours, client, route, status, duration, params, raw)
+                _queue(sink, line + sink.terminator)
+                return
+            # The line as _access_line renders it (tests/ops/test_access_log.py
+            # compares with logging's), its fixed parts from _Shape.
+            shape = _shapes.get((method, route, status, level)) or _shape(method, route, status, level)
+            # A request id the daemon made is hex digits: nothing in it to redact.
+            if type(request_id) is str and getattr(handler, "request_id_generated", False):
+                rid = f'"{request_id}"'
+            else:
+                rid = _json_value(request_id)
+            tail = ""
+            if path_kwargs:
+                for key, value in path_kwargs.items():
+                    if key in _PARAM_KEYS:
+                        tail += _PARAM_KEYS[key] + (_rendered.get(value) or _recurring(value))
+            if raw is not None:
+                tail += f', "raw_method": {_json_value(raw)}'
+            _queue(
+                sink,
+                f'{{"ts": "{_clock.ts()}{shape.head}{seconds * 1000:.1f}ms", "request_id": {rid}, '
+                f'"client": {_rendered.get(client) or _recurring(client)}{shape.middle}'
+                f"{repr(duration) if duration - duration == 0 else _json_value(duration)}{tail}}}{sink.terminator}",
+            )
             return
+        params = [(k, v) for k, v in (path_kwargs or {}).items() if k in _LOGGED_PARAMS]
         extra = {
             "request_id": request_id,
             "client": client,
             "route": route,
             "status": status,
             "duration_ms": duration,
-            **dict(params or ()),
+            **dict(params),
             **({"raw_method": raw} if raw is not None else {}),
         }
         _access.log(level, "%s %s %d %.1fms", method, route, status, seconds * 1000, extra=extra)

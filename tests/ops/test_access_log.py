@@ -208,3 +208,71 @@ def test_a_request_id_the_client_chose_is_redacted(json_stdout: Callable[[str], 
     log(made)
     assert KEY not in out.getvalue()
     assert [line["request_id"] for line in lines(out)] == ["roo_[redacted]", "0123456789abcdef01234567"]
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "path_kwargs", "generated"),
+    [
+        (200, "GET", {"session_id": "ses_" + "0" * 32}, True),
+        (201, "POST", {}, False),
+        (404, "M00001", {"session_id": KEY, "other": "x"}, False),
+        (503, "DELETE", {"session_id": "ses_1", "task_id": 'tsk_"2"\u00e9'}, True),
+    ],
+)
+def test_the_line_from_its_fixed_parts_is_the_line_rendered_field_by_field(
+    json_stdout: Callable[[str], io.StringIO],
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    method: str,
+    path_kwargs: dict,
+    generated: bool,
+) -> None:
+    """The access logger renders a line from parts made once per method,
+    route, status and level (logs._Shape): byte for byte what _access_line
+    renders from the same values."""
+    monkeypatch.setattr(logs._clock, "ts", lambda: "2026-12-03T20:00:00.123Z")
+    out = json_stdout("info")
+    handler = request(status, method, **path_kwargs)
+    handler.request_id_generated = generated
+    access_logger(Metrics())(handler)
+    logging.getLogger().handlers[0].flush()
+    params = [(k, v) for k, v in path_kwargs.items() if k in ("session_id", "task_id")] or None
+    ms = 0.0123456 * 1000
+    raw = method if method == "M00001" else None
+    expected = logs._access_line(
+        logging.INFO if status < 500 else logging.ERROR,
+        f"{'other' if raw else method} /api/v1/sessions/{{session_id}} {status} {ms:.1f}ms",
+        "0123abcd",
+        generated,
+        "127.0.0.1",
+        "/api/v1/sessions/{session_id}",
+        status,
+        round(ms, 2),
+        params,
+        raw,
+    )
+    assert out.getvalue() == expected + "\n"
+
+
+def test_a_line_queued_while_lines_are_written_waits_for_the_next_write(
+    json_stdout: Callable[[str], io.StringIO],
+) -> None:
+    """The loop queues lines without the handler's lock: a line queued while
+    another thread writes the waiting ones is not lost, it leaves next."""
+    json_stdout("info")
+    sink = logging.getLogger().handlers[0]
+    assert isinstance(sink, logs._JsonSink)
+
+    class Racing(io.StringIO):
+        def write(self, text: str) -> int:
+            if "first" in text:
+                sink.pending.append("late\n")  # what the loop would do meanwhile
+            return super().write(text)
+
+    out = Racing()
+    sink.setStream(out)
+    sink.pending.append("first\n")
+    sink.flush()
+    assert out.getvalue() == "first\n" and sink.pending == ["late\n"]
+    sink.flush()
+    assert out.getvalue() == "first\nlate\n"
