@@ -40,34 +40,86 @@ def bounded_method(method: str | None) -> str:
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-class _RequestSeries:
-    """One request's counter and duration histogram children, observed
-    without the client library's per-call checks (is the metric labelled,
-    is the amount negative) and its linear walk over the buckets: each
-    request observes both, and that cost a tenth of the access line. The
-    values are the library's own (its ``_value``, ``_sum`` and ``_buckets``),
-    so the exposition is unchanged (tests/ops/test_metrics.py compares)."""
+class _Durations:
+    """One (method, route)'s duration histogram, counted in plain numbers
+    (see :class:`_RequestSeries`)."""
 
-    __slots__ = ("count", "total", "buckets", "bounds", "counter", "histogram")
+    __slots__ = ("total", "buckets", "bounds", "histogram", "count", "published")
 
-    def __init__(self, counter: Counter, histogram: Histogram) -> None:
-        self.counter = counter
+    def __init__(self, histogram: Histogram) -> None:
         self.histogram = histogram
-        self.count = counter._value  # type: ignore[attr-defined]
-        self.total = histogram._sum  # type: ignore[attr-defined]
-        self.buckets = histogram._buckets  # type: ignore[attr-defined]
         self.bounds = histogram._upper_bounds  # type: ignore[attr-defined]  # ends with +Inf
+        self.total = 0.0
+        self.buckets = [0] * len(self.bounds)
+        self.count = 0
+        self.published = 0  # self.count when last published
+
+    def publish(self) -> None:
+        if self.count == self.published:
+            return
+        self.published = self.count
+        self.histogram._sum.set(self.total)  # type: ignore[attr-defined]
+        for value, count in zip(self.histogram._buckets, self.buckets, strict=True):  # type: ignore[attr-defined]
+            value.set(float(count))
+
+
+class _RequestSeries:
+    """One (method, route, code)'s request counter, and its (method,
+    route)'s duration histogram, counted in plain Python numbers and handed
+    to the client library's children only when the registry is read
+    (:class:`_Publish`, at a scrape): each request observes both, and the
+    library's calls (a lock per value, three per request, and its per-call
+    checks and linear bucket walk) cost a sixtieth of a request. The numbers
+    here are totals, set (not added) into the library's values, so the
+    floating-point sum is the one ``Histogram.observe`` would have made and
+    the exposition is unchanged (tests/ops/test_metrics.py compares).
+    Observed and published on the event loop only (the access logger,
+    /metrics)."""
+
+    __slots__ = ("count", "counter", "durations", "published")
+
+    def __init__(self, counter: Counter, durations: _Durations) -> None:
+        self.counter = counter
+        self.durations = durations
+        self.count = 0
+        self.published = 0
 
     def observe(self, seconds: float) -> None:
-        self.count.inc(1)
-        self.total.inc(seconds)
+        self.count += 1
+        durations = self.durations
+        durations.count += 1
+        durations.total += seconds
         # The first bucket whose bound is >= seconds, as Histogram.observe picks it.
-        self.buckets[bisect_left(self.bounds, seconds)].inc(1)
+        durations.buckets[bisect_left(durations.bounds, seconds)] += 1
+
+    def publish(self) -> None:
+        if self.count != self.published:
+            self.published = self.count
+            self.counter._value.set(float(self.count))  # type: ignore[attr-defined]
+        self.durations.publish()
+
+
+class _Publish:
+    """A collector without series of its own, registered first: whatever
+    reads the registry (a scrape, ``get_sample_value``) has the request
+    series published before it reads theirs."""
+
+    def __init__(self, series: dict) -> None:
+        self.series = series
+
+    def collect(self) -> list:
+        for one in list(self.series.values()):
+            one.publish()
+        return []
 
 
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        # (method, route, code) -> the two series' children; as bounded as the labels.
+        self._request_children: dict[tuple[str, str, int], _RequestSeries] = {}
+        self._request_durations: dict[tuple[str, str], _Durations] = {}  # (method, route) -> its histogram
+        r.register(_Publish(self._request_children))  # first: see _Publish
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         self.build_info = Gauge(
@@ -77,8 +129,6 @@ class Metrics:
         self.http_requests = Counter(
             "http_requests_total", "HTTP requests answered.", ["method", "route", "code"], registry=r
         )
-        # (method, route, code) -> the two series' children; as bounded as the labels.
-        self._request_children: dict[tuple[str, str, int], _RequestSeries] = {}
         self.http_duration = Histogram(
             "http_request_duration_seconds",
             "Time to answer an HTTP request.",
@@ -204,8 +254,13 @@ class Metrics:
         key = (method, route, code)
         series = self._request_children.get(key)
         if series is None:  # once per series: .labels() hashes and locks on every call
+            durations = self._request_durations.get((method, route))
+            if durations is None:
+                durations = self._request_durations[method, route] = _Durations(
+                    self.http_duration.labels(method, route)
+                )
             series = self._request_children[key] = _RequestSeries(
-                self.http_requests.labels(method, route, str(code)), self.http_duration.labels(method, route)
+                self.http_requests.labels(method, route, str(code)), durations
             )
         series.observe(seconds)
 

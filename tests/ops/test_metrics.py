@@ -158,8 +158,9 @@ async def test_a_running_daemon_samples_its_event_loop_lag(ops_daemon: Any, shor
 
 
 def test_request_series_count_as_the_client_library_does() -> None:
-    """observe_request's direct path (roo_daemon.metrics._RequestSeries)
-    fills the same buckets, sum and count as Counter.inc/Histogram.observe."""
+    """observe_request's direct path (roo_daemon.metrics._RequestSeries,
+    plain numbers published when the registry is read) fills the same
+    buckets, sum and count as Counter.inc/Histogram.observe."""
     from roo_daemon.metrics import Metrics
 
     ours, reference = Metrics(), Metrics()
@@ -168,6 +169,7 @@ def test_request_series_count_as_the_client_library_does() -> None:
             ours.observe_request("GET", "/api/v1/sessions/{session_id}", code, seconds)
             reference.http_requests.labels("GET", "/api/v1/sessions/{session_id}", str(code)).inc()
             reference.http_duration.labels("GET", "/api/v1/sessions/{session_id}").observe(seconds)
+        ours.exposition()  # published at each read: totals set, not added again
     ours.observe_request("BREW", "(unmatched)", 404, 0.01)  # an unknown method is "other"
     reference.http_requests.labels("other", "(unmatched)", "404").inc()
     reference.http_duration.labels("other", "(unmatched)").observe(0.01)
@@ -176,4 +178,9 @@ def test_request_series_count_as_the_client_library_does() -> None:
         return [line for line in m.exposition().decode().splitlines() if line.startswith("http_")]
 
     assert http_lines(ours) == http_lines(reference)
+    ours.observe_request("GET", "/api/v1/sessions/{session_id}", 200, 0.02)
+    labels = {"method": "GET", "route": "/api/v1/sessions/{session_id}"}
+    # Any read of the registry sees the requests up to now, not only a scrape.
+    assert ours.registry.get_sample_value("http_requests_total", {**labels, "code": "200"}) == 10.0
+    assert ours.registry.get_sample_value("http_request_duration_seconds_count", labels) == 19.0
     assert any('le="0.0005"' in line and line.endswith(" 6.0") for line in http_lines(ours))
