@@ -278,6 +278,7 @@ HANDOFF_OPS = (  # cluster/remote.py's ops
     "delete_session",
     "restore_checkpoint",
     "checkpoint_diff",
+    "list_modes",
 )
 HANDOFF_OUTCOMES = ("ok", "problem", "owner_unavailable", "timeout")  # cluster/handoff.py's on_outcome
 LEASE_RENEWAL_OUTCOMES = ("ok", "lost", "error")

@@ -12,4 +12,4 @@ class ModesHandler(ApiHandler):
         """Sessions are tenant-scoped as everywhere: another principal's
         session is 404. Without ``session_id``: built-in and config modes."""
         modes = await self.ctx.sessions.modes(self.principal, self.params.get("session_id"))
-        self.send_json({"items": [m.to_resource() for m in modes]})
+        self.send_json({"items": modes})

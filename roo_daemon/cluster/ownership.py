@@ -84,6 +84,8 @@ class SoleNode(_Callbacks):
     row, no check, no lease. The callbacks still fire as sessions are
     created and deleted, so what hangs on them works the same everywhere."""
 
+    shared = False  # workspaces.shared: alone, nothing is ever taken over
+
     def __init__(self, node_id: str = "local") -> None:
         self.node_id = node_id
         self.on_acquire = []

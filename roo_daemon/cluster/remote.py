@@ -31,6 +31,7 @@ UPDATE_SESSION = "update_session"
 DELETE_SESSION = "delete_session"
 RESTORE = "restore_checkpoint"
 DIFF = "checkpoint_diff"  # a read, but of the shadow repository in the owner's data dir
+MODES = "list_modes"  # a read of the workspace's .roomodes, on the owner's disk unless workspaces are shared
 
 
 class Remote:
@@ -122,6 +123,9 @@ class Remote:
         out = await self._call(session_id, DIFF, principal, task_id=task_id, start=start, end=end, as_json=as_json)
         return out["files"] if as_json else base64.b64decode(out["patch"])  # a patch's bytes, as git gave them
 
+    async def modes(self, principal: Principal, session_id: str) -> list[dict[str, Any]]:
+        return (await self._call(session_id, MODES, principal))["items"]
+
 
 def serve(handoff: Handoff, sessions: Any, tasks: Any, checkpoints: Any) -> None:
     """The owner's end: register every op on ``handoff``, each calling the
@@ -169,6 +173,9 @@ def serve(handoff: Handoff, sessions: Any, tasks: Any, checkpoints: Any) -> None
         found = await checkpoints.diff(p, a["session_id"], a["task_id"], a["start"], a["end"], a["as_json"])
         return {"files": found} if a["as_json"] else {"patch": base64.b64encode(found).decode()}
 
+    async def modes(p: Principal, a: dict[str, Any]) -> Any:
+        return {"items": await sessions.modes(p, a["session_id"])}
+
     for op, run in (
         (CREATE_TASK, create_task),
         (CANCEL_TASK, cancel_task),
@@ -178,6 +185,7 @@ def serve(handoff: Handoff, sessions: Any, tasks: Any, checkpoints: Any) -> None
         (DELETE_SESSION, delete_session),
         (RESTORE, restore),
         (DIFF, diff),
+        (MODES, modes),
     ):
         handoff.register(op, run)
 

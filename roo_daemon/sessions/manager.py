@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from roo_daemon.auth import Principal
 from roo_daemon.cluster.caps import Caps, LocalCaps, too_many_sessions
 from roo_daemon.cluster.ownership import SessionOwnership, SoleNode
-from roo_daemon.engine.modes import Mode, ModeError, available_modes
+from roo_daemon.engine.modes import ModeError, available_modes
 from roo_daemon.engine.providers.base import Provider
 from roo_daemon.events import EventBus
 from roo_daemon.idempotency import IdempotencyGuard
@@ -178,21 +178,28 @@ class SessionManager:
                 [{"pointer": "/body/mode", "message": f"no mode {mode!r} (available: {', '.join(modes)})"}]
             )
 
-    async def modes(self, principal: Principal, session_id: str | None) -> list[Mode]:
-        """The modes a session's tasks can use: built-in, config, then its
-        workspace's ``.roomodes`` (without a session: what every session has).
-        A ``.roomodes`` that cannot be read is a 409 that says why: the
-        session's tasks would fail with ``bad_modes`` until it is fixed."""
+    async def modes(self, principal: Principal, session_id: str | None) -> list[dict[str, Any]]:
+        """The modes a session's tasks can use, as ``GET /api/v1/modes``
+        lists them: built-in, config, then its workspace's ``.roomodes``
+        (without a session: what every session has). A ``.roomodes`` that
+        cannot be read is a 409 that says why: the session's tasks would fail
+        with ``bad_modes`` until it is fixed."""
         if session_id is None:
             workspace = None
         else:
             workspace = (await self.visible(principal, session_id)).workspace
+            if self.remote is not None and self.remote.elsewhere(session_id) and not self.ownership.shared:
+                # The workspace is on its owner's disk only (the same path
+                # here is another directory, or none): the owner reads it,
+                # or the answer is 503 owner-unavailable, never another
+                # node's file or the built-in modes alone.
+                return await self.remote.modes(principal, session_id)
         try:
             # .roomodes is a file read: off the loop.
             modes = await asyncio.to_thread(available_modes, self.config_modes, workspace)
         except ModeError as e:
             raise Problem(409, f"the session's modes cannot be read, so its tasks cannot start: {e}") from None
-        return list(modes.values())
+        return [m.to_resource() for m in modes.values()]
 
     async def create(self, principal: Principal, body: dict[str, Any], key: str | None) -> tuple[Session, bool]:
         async def create(record: Any) -> str:

@@ -41,9 +41,13 @@ async def test_a_dead_nodes_sessions_wait_for_it(unshared_cluster: Cluster) -> N
         r = await b.api.post(f"/api/v1/sessions/{streaming['id']}/tasks", {"prompt": "more", "provider": "instant"})
         assert r.status == 503 and r.json["type"].endswith("owner-unavailable"), r.body
         assert (await task_state(b.api, streaming["id"], stream_task["id"]))["status"] == "running"
+        # The session's modes come from its workspace's .roomodes, on A's disk: A reads them.
+        r = await b.api.get(f"/api/v1/modes?session_id={asking['id']}")
+        assert r.status == 503 and r.json["type"].endswith("owner-unavailable"), r.body
 
         # The node comes back (same id, same data dir): its sessions are its own again.
         a2 = await cluster.restart("a")
+        assert (await b.api.get(f"/api/v1/modes?session_id={asking['id']}")).status == 200
         r = await b.api.post(path, {"ask_id": ask_id, "approve": True, "text": "Go"})
         assert r.status == 200, r.body
         assert (await wait_task(a2.api, asking["id"], ask_task["id"], "completed"))["result"] == "answered"

@@ -7,6 +7,7 @@ run by the owner; every response is checked against ``openapi.yaml``."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -214,6 +215,43 @@ async def test_a_checkpoint_restored_on_another_node(nodes: TwoNodes) -> None:
     assert (again.status, again.headers.get("Idempotent-Replayed"), again.json) == (200, "true", r.json)
 
 
+REVIEWER = "customModes:\n  - {slug: reviewer, name: Reviewer, roleDefinition: You review., groups: [read]}\n"
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_sessions_modes_read_through_another_node(nodes: TwoNodes) -> None:
+    """Without shared workspaces the session's ``.roomodes`` is on its
+    owner's disk only (here one machine, so B could open the path, but in a
+    cluster it is another directory, or none): the owner reads it."""
+    a, b = await nodes.open("a"), await nodes.open("b")
+    ses = await nodes.session("a")
+    Path(ses["workspace"], ".roomodes").write_text(REVIEWER)
+    path = f"/api/v1/modes?session_id={ses['id']}"
+    on_a, on_b = await a.api.get(path), await b.api.get(path)
+    assert (on_b.status, on_b.json) == (200, on_a.json)
+    assert "reviewer" in [m["slug"] for m in on_b.json["items"]]
+    Path(ses["workspace"], ".roomodes").write_text("customModes: [ {slug: : }")
+    r = await b.api.get(path)
+    assert r.status == 409 and ".roomodes" in r.json["detail"], r.body  # the owner's 409
+    metrics = (await b.api.get("/metrics")).body.decode()
+    assert 'cluster_handoffs_total{op="list_modes",outcome="ok"} 1.0' in metrics
+    assert 'cluster_handoffs_total{op="list_modes",outcome="problem"} 1.0' in metrics
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_with_shared_workspaces_any_node_reads_a_sessions_modes(nodes: TwoNodes) -> None:
+    """Shared workspaces are the same files on every node: no hand-off."""
+    shared = {"workspaces": {"shared": True, "managed_dir": str(nodes.tmp_path / "managed")}}
+    await nodes.open("a", **shared)
+    b = await nodes.open("b", **shared)
+    ses = await nodes.session("a")
+    Path(ses["workspace"], ".roomodes").write_text(REVIEWER)
+    r = await b.api.get(f"/api/v1/modes?session_id={ses['id']}")
+    assert r.status == 200 and "reviewer" in [m["slug"] for m in r.json["items"]], r.body
+    metrics = (await b.api.get("/metrics")).body.decode()
+    assert 'cluster_handoffs_total{op="list_modes",outcome="ok"} 0.0' in metrics
+
+
 @pytest.mark.gen_test(timeout=120)
 async def test_a_session_whose_node_is_down_is_503_owner_unavailable(nodes: TwoNodes) -> None:
     """Without shared workspaces a dead node's sessions wait for it: every
@@ -227,6 +265,7 @@ async def test_a_session_whose_node_is_down_is_503_owner_unavailable(nodes: TwoN
         ("POST", tasks_path(ses["id"]), {"prompt": "go"}),
         ("PATCH", f"/api/v1/sessions/{ses['id']}", {"name": "x"}),
         ("DELETE", f"/api/v1/sessions/{ses['id']}", None),
+        ("GET", f"/api/v1/modes?session_id={ses['id']}", None),  # its .roomodes is on the dead node's disk
     ):
         r = await b.api.request(method, path, body)
         assert r.status == 503, (method, path, r.body)
