@@ -70,6 +70,7 @@ class TaskRun:
         self.modes: dict[str, Any] = {}
         self.previous_mode = task.mode
         self.worker: asyncio.Task | None = None
+        self.entered = False  # the worker took its first step (TaskRunner._stop_worker)
         # "cancelled" or "interrupted" once asked to stop; "fenced": another
         # node owns the session now, the run stops with no further write.
         self.stop_reason: str | None = None

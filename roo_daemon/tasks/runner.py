@@ -188,6 +188,17 @@ class TaskRunner:
     def _start(self, run: TaskRun) -> None:
         run.worker = asyncio.get_running_loop().create_task(self._execute(run), name=f"task {run.task.id}")
 
+    @staticmethod
+    def _stop_worker(run: TaskRun) -> None:
+        """Stop a run's worker, its ``stop_reason`` set. A worker cancelled
+        before its first step would never enter ``_execute``: nothing would
+        finish the task (it would stay live, holding its slot, and ``done``
+        would never be set). So one not yet entered is left to start: it
+        sees ``stop_reason`` at once and ends as a cancelled one does."""
+        assert run.worker is not None and run.stop_reason is not None
+        if run.entered:
+            run.worker.cancel()
+
     async def spawn_child(self, parent: TaskRun, mode: str, message: str, todos: list[dict[str, str]]) -> Task:
         """Create a subtask in the parent's session, persisted with the
         parent's new ``child_task_ids`` in one transaction, and start it."""
@@ -235,6 +246,7 @@ class TaskRunner:
             pass  # answered or stopped meanwhile
 
     async def _execute(self, run: TaskRun) -> None:
+        run.entered = True
         try:
             await self._run_to_end(run)
         except Fenced:
@@ -246,6 +258,8 @@ class TaskRunner:
         parked = False
         try:
             run.started = time.monotonic()
+            if run.stop_reason is not None:  # stopped before its first step (_stop_worker)
+                raise asyncio.CancelledError
             if run.task.status != "running":
                 await run.transition("running", started_at=run.task.started_at or now_iso())
             result = await self.engine.run(run)
@@ -331,7 +345,7 @@ class TaskRunner:
         for run in self.live_in_session(session_id):
             run.stop_reason = "fenced"
             if run.worker is not None and not run.worker.done():
-                run.worker.cancel()  # its _execute drops it
+                self._stop_worker(run)  # its _execute drops it
             else:
                 self._drop(run)  # queued or parked: nothing runs
 
@@ -353,7 +367,7 @@ class TaskRunner:
             await run.finish(reason, error={"code": reason, "message": why})
             run.done.set()
             return
-        run.worker.cancel()
+        self._stop_worker(run)
         try:
             await asyncio.wait_for(asyncio.shield(run.done.wait()), CANCEL_WAIT_SECONDS)
         except TimeoutError:
@@ -369,7 +383,7 @@ class TaskRunner:
         for run in workers:
             run.stop_reason = "interrupted"
             if not run.finishing:
-                run.worker.cancel()  # type: ignore[union-attr]
+                self._stop_worker(run)
         if workers:
             waiters = [asyncio.ensure_future(r.done.wait()) for r in workers]
             await asyncio.wait(waiters, timeout=timeout)

@@ -165,3 +165,45 @@ async def test_queue_is_first_in_first_out(api):
         events = await all_events(api, session["id"], t["id"])
         starts.append(next(e["seq"] for e in events if status_is("running")(e)))
     assert starts == sorted(starts)
+
+
+async def a_started_task_that_has_not_run_yet(api: Any, ctx: Any) -> tuple[dict, Any]:
+    """A second task given a slot (the cap raised) whose worker exists but
+    has not taken its first step: the window between ``_start`` and the
+    loop's next turn, where a cancel or a shutdown can land (a SIGTERM right
+    after a start that recovered queued tasks, a DELETE handled in the same
+    turn as a slot freeing)."""
+    session = await api.session(provider="hang")
+    blocker = await api.task(session["id"], "occupy the slot")
+    await wait_status(api, session["id"], blocker["id"], {"running"})
+    queued = await api.task(session["id"], "wait your turn", provider="instant")
+    run = ctx.runner.runs[queued["id"]]
+    ctx.runner.max_concurrent = 2
+    ctx.runner._pump()  # no await since: its worker has not run
+    assert run.worker is not None and not run.worker.done()
+    return queued, run
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_task_cancelled_before_its_worker_first_ran_is_cancelled(api, ctx):
+    """Cancelling a worker before its first step throws into a coroutine that
+    never entered its try: without care, nothing finishes the task, which
+    stays ``queued`` and live for ever and holds its slot."""
+    queued, run = await a_started_task_that_has_not_run_yet(api, ctx)
+    await ctx.runner.cancel(run)
+    assert run.done.is_set()
+    got = await api.get(task_path(queued["session_id"], queued["id"]))
+    assert got.json["status"] == "cancelled" and got.json["error"]["code"] == "cancelled"
+    assert queued["id"] not in ctx.runner.runs
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_shutdown_before_a_started_worker_first_ran_leaves_the_task_queued(api, ctx):
+    """A shutdown right after a start must not wait its whole timeout for a
+    worker that was cancelled before it ran; the task stays ``queued`` in the
+    store, for the next start."""
+    queued, run = await a_started_task_that_has_not_run_yet(api, ctx)
+    await ctx.runner.shutdown(timeout=30)
+    assert run.done.is_set()
+    got = await api.get(task_path(queued["session_id"], queued["id"]))
+    assert got.json["status"] == "queued"
