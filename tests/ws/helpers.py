@@ -53,6 +53,22 @@ def final(task_id: str, name: str = "task.completed") -> Callable[[dict[str, Any
     return lambda f: is_event(f) and f["task_id"] == task_id and f["event"] == name
 
 
+def all_final(task_ids: list[str], name: str = "task.completed") -> Callable[[dict[str, Any]], bool]:
+    """True at the frame that ends the last of these tasks, whichever order
+    they end in. A session's tasks run side by side
+    (``tasks.max_concurrent_tasks``), so a later one may end first: waiting
+    for each in turn with :func:`final` would read past that one's end while
+    waiting for an earlier one, then wait for it forever."""
+    left = set(task_ids)
+
+    def ends_the_last(f: dict[str, Any]) -> bool:
+        if is_event(f) and f["event"] == name:
+            left.discard(f["task_id"])
+        return not left
+
+    return ends_the_last
+
+
 def status_is(task_id: str, status: str) -> Callable[[dict[str, Any]], bool]:
     return lambda f: (
         is_event(f) and f["task_id"] == task_id and f["event"] == "task.status" and f["data"]["status"] == status

@@ -12,6 +12,7 @@ import pytest
 
 from tests.ws.helpers import (
     PONG,
+    all_final,
     cancel,
     chatty_config,
     delta_is,
@@ -272,8 +273,7 @@ async def test_what_unsubscribed_subscriptions_sent_is_remembered_within_bounds(
     tasks = [await api.task(session["id"], f"t{i}") for i in range(5)]
     watcher = await ws_connect()
     await subscribe(watcher, "w", session_id=session["id"], after=0)
-    for task in tasks:
-        await watcher.recv_until(final(task["id"]))
+    await watcher.recv_until(all_final([t["id"] for t in tasks]))  # four run at once: any may end first
     ws = await ws_connect()
     assert await ping(ws, "hello") == [{"event": "pong", "id": "hello", "data": {}}]
     (handler,) = [w for w in ctx.websockets if not w.subs]

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.ws.helpers import final, is_event, ping, status_is, stored_events, subscribe
+from tests.ws.helpers import all_final, final, is_event, ping, status_is, stored_events, subscribe
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -283,3 +283,27 @@ async def test_waiting_status_event_carries_the_pending_ask(api, ws_connect):
     waiting = next(f for f in frames if status_is(task["id"], "waiting")(f))
     assert waiting["data"]["pending_ask"] == frames[-1]["data"]
     assert waiting["data"]["pending_ask"]["kind"] == "tool"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_tasks_that_end_out_of_order_all_reach_a_session_subscription(api, ws_connect):
+    """A session's tasks run side by side (``tasks.max_concurrent_tasks``),
+    so they need not end in the order they were created: here the first
+    waits for an answer while the second ends. A session subscription from
+    ``after: 0`` gets both ends, the second's first."""
+    session = await api.session()  # "demo" asks before it writes
+    first = await api.task(session["id"], "first")
+    watcher = await ws_connect()
+    await subscribe(watcher, "w", session_id=session["id"], after=0)
+    ws = await ws_connect()
+    await subscribe(ws, "first", task_id=first["id"], after=0)
+    ask = (await ws.recv_until(lambda f: is_event(f) and f["event"] == "ask"))[-1]["data"]
+    second = await api.task(session["id"], "second", provider="instant")
+    await subscribe(ws, "second", task_id=second["id"], after=0)
+    await ws.recv_until(final(second["id"]))
+    op = {"op": "respond", "id": "r", "session_id": session["id"], "task_id": first["id"], "ask_id": ask["id"]}
+    await ws.send({**op, "approve": True})
+
+    frames = await watcher.recv_until(all_final([first["id"], second["id"]]))
+    ends = [f["task_id"] for f in frames if is_event(f) and f["event"] == "task.completed"]
+    assert ends == [second["id"], first["id"]]
