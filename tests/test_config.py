@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from roo_daemon.config import ConfigError, is_loopback, load_config, prepare_data_dir
+from roo_daemon.config import ConfigError, checkpoints_dir, is_loopback, load_config, prepare_data_dir
 
 SHA = "0" * 64
 
@@ -273,3 +273,20 @@ def test_prepare_data_dir_rejects_what_cannot_be_written(tmp_path: Path) -> None
         prepare_data_dir(cfg)
     assert info.value.key == "store.data_dir"
     assert os.fspath(blocker) in info.value.problem
+
+
+@pytest.mark.parametrize(
+    "overrides, where",
+    [
+        ({}, "data/checkpoints"),  # one machine: where they always were
+        ({"workspaces.shared": True}, "data/checkpoints"),  # no shared managed_dir to derive it from
+        ({"workspaces.shared": True, "workspaces.managed_dir": "{tmp}/shared/managed"}, "shared/managed/.checkpoints"),
+        ({"workspaces.managed_dir": "{tmp}/shared/managed"}, "data/checkpoints"),  # not shared: each node's own
+        ({"workspaces.shared": True, "workspaces.managed_dir": "{tmp}/m", "checkpoints.dir": "{tmp}/c"}, "c"),
+    ],
+)
+def test_where_the_checkpoints_live(tmp_path: Path, overrides: dict[str, Any], where: str) -> None:
+    """A failover cluster's checkpoints default to its shared storage, beside the managed workspaces."""
+    values = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in overrides.items()}
+    cfg = load_config(None, env={}, overrides={"store.data_dir": str(tmp_path / "data"), **values})
+    assert checkpoints_dir(cfg, tmp_path / "data") == tmp_path / where

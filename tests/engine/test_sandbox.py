@@ -153,6 +153,11 @@ def test_daemon_files_are_the_data_dir_config_and_keys_file(tmp_path: Path) -> N
     assert daemon_files(cfg, tmp_path / "data") == [tmp_path / "data", tmp_path / "c.yaml", tmp_path / "k.yaml"]
 
 
+def test_a_checkpoints_dir_of_its_own_is_hidden_too(tmp_path: Path) -> None:
+    cfg = {"checkpoints": {"dir": str(tmp_path / "ckpts")}, "auth": {}}
+    assert daemon_files(cfg, tmp_path / "data") == [tmp_path / "data", tmp_path / "ckpts"]
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_without_a_working_bwrap_commands_are_refused_before_asking(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

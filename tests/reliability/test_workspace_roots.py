@@ -23,8 +23,13 @@ def config(tmp_path: Path) -> dict[str, Any]:
     roots = tmp_path / "roots"
     (roots / "team" / "inner").mkdir(parents=True)
     (roots / "alice").mkdir()
-    # A second root nested in the first, and the tmp dir (which holds the data dir) as a third.
-    return make_config(tmp_path, workspaces={"roots": [str(roots), str(roots / "team" / "inner"), str(tmp_path)]})
+    # A second root nested in the first, and the tmp dir (which holds the data
+    # dir and the checkpoints dir) as a third.
+    return make_config(
+        tmp_path,
+        workspaces={"roots": [str(roots), str(roots / "team" / "inner"), str(tmp_path)]},
+        checkpoints={"dir": str(tmp_path / "ckpts")},
+    )
 
 
 async def refused(api: Api, workspace: Path, why: str) -> None:
@@ -52,3 +57,11 @@ async def test_a_workspace_never_overlaps_the_data_dir(api: Api, tmp_path: Path)
     await refused(api, data, "the daemon's data dir")
     await refused(api, Path(managed["workspace"]), "the daemon's data dir")
     await refused(api, data / "workspaces", "the daemon's data dir")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_workspace_never_overlaps_the_checkpoints_dir(api: Api, tmp_path: Path) -> None:
+    """checkpoints.dir holds every workspace's recorded files."""
+    (tmp_path / "ckpts" / "inside").mkdir(parents=True)
+    await refused(api, tmp_path / "ckpts", "checkpoints")
+    await refused(api, tmp_path / "ckpts" / "inside", "checkpoints")
