@@ -66,8 +66,8 @@ class Retention:
         if self.repos.binary is None:
             return  # git gone: the refs stay until it is back and the session's rows are gone already
         repo = await self.repos.get(workspace)
-        await repo.forget(tasks)
-        self.gc_later(key, prune_now=True)
+        if await repo.forget(tasks):
+            self.gc_later(key, prune_now=True)
 
     async def _remove(self, key: str) -> None:
         repo = self.repos.cached(key)

@@ -237,14 +237,23 @@ class ShadowRepo:
         )
         return diffs.file_entries(name_status.out, numstat.out, patch.out)
 
-    async def forget(self, task_ids: list[str]) -> None:
-        """Drop tasks' chains (their session was deleted); ``gc`` frees the objects."""
+    async def forget(self, task_ids: list[str]) -> bool:
+        """Drop tasks' chains (their session was deleted); ``gc`` frees the
+        objects. Returns whether there were any: every node hears of the
+        deletion, and in a repository they share only the first finds them
+        (the others need no ``gc``)."""
         async with self.locked():
-            if task_ids:
-                lines = "".join(f"delete refs/roo/{t}\n" for t in task_ids)
-                await self.git.run("update-ref", "--stdin", stdin=lines.encode())
             for t in task_ids:
                 self.tips.pop(t, None)
+            if not task_ids:
+                return False
+            if self.cross is not None:
+                listed = await self.git.text("for-each-ref", "--format=%(refname)", "refs/roo/")
+                if not set(listed.splitlines()) & {f"refs/roo/{t}" for t in task_ids}:
+                    return False
+            lines = "".join(f"delete refs/roo/{t}\n" for t in task_ids)
+            await self.git.run("update-ref", "--stdin", stdin=lines.encode())
+            return True
 
     async def gc(self, prune_now: bool) -> None:
         """Pack objects; with ``prune_now``, drop every object no chain

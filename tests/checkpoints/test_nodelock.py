@@ -155,3 +155,16 @@ async def test_a_repository_another_node_removed_is_made_again(tmp_path: Path, p
         (ws / "a.txt").write_text("a\n")
         snap = await one.checkpoint("t2", "start", first=True)
         assert snap is not None and tree_files(one, snap.commit) == {"a.txt"}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_only_the_first_node_to_hear_of_a_deletion_drops_the_chains(
+    tmp_path: Path, pg_dsn: str, git_bin: str
+) -> None:
+    """Every node hears ``session.deleted``; in a shared repository only the
+    first finds the tasks' chains, so one ``gc --prune=now`` runs, not one per node."""
+    async with two_nodes(tmp_path, pg_dsn, git_bin) as (one, two):
+        await one.checkpoint("t1", "start", first=True)
+        assert await two.forget(["t1"]) is True
+        assert await one.forget(["t1"]) is False
+        assert await one.checkpoint("t1", "again", first=False) is not None  # a new chain: from nothing
