@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from checkpoints import make_workspace, summary
-from common import ROOT, machine
+from common import ROOT, machine, throwaway_postgresql
 
 sys.path.insert(0, str(ROOT))
 
@@ -29,7 +29,6 @@ from roo_daemon.checkpoints.git import Git, find_git  # noqa: E402
 from roo_daemon.checkpoints.nodelock import RepoLocks  # noqa: E402
 from roo_daemon.checkpoints.service import ShadowRepo  # noqa: E402
 from roo_daemon.store.backends import make_database  # noqa: E402
-from tests.pgserver import PgServer, bin_dir  # noqa: E402
 
 KEY = "0123456789abcdef01234567"
 
@@ -70,16 +69,8 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10000)
     p.add_argument("--rounds", type=int, default=30)
     a = p.parse_args()
-    bindir = bin_dir()
-    if bindir is None:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-    server = PgServer(bindir)
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="roo-bench-ckpt-") as tmp:
-            run = asyncio.run(side_by_side(Path(tmp), server.fresh_database(), a.files, a.rounds))
-    finally:
-        server.stop()
+    with throwaway_postgresql() as server, tempfile.TemporaryDirectory(prefix="roo-bench-ckpt-") as tmp:
+        run = asyncio.run(side_by_side(Path(tmp), server.fresh_database(), a.files, a.rounds))
     report = {"benchmark": "one checkpoint, alone vs under the nodes' lock", "machine": machine(), **run}
     print(json.dumps(report, indent=2))
 

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_KEY = "roo_bench_key_not_secret"
@@ -227,3 +228,22 @@ def inprocess_config(prefix: str) -> tuple[tempfile.TemporaryDirectory, dict]:
         "hang": {"kind": "scripted", "turns": [{"text": "Streaming...", "hang": True}]},
     }
     return tmp, cfg
+
+
+@contextlib.contextmanager
+def throwaway_postgresql(durable: bool = False) -> Iterator[Any]:
+    """A started throwaway PostgreSQL server (tests/pgserver.py), stopped
+    after; exits saying so when PostgreSQL is not installed."""
+    sys.path.insert(0, str(ROOT))
+    from tests.pgserver import PgServer, bin_dir
+
+    bindir = bin_dir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PgServer(bindir)
+    server.durable = durable
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

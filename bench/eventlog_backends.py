@@ -19,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import throwaway_postgresql
+
 from roo_daemon.events import EventBus
 from roo_daemon.store.backends import event_store, make_database
-from tests.pgserver import PgServer, bin_dir
 
 
 async def run(backend: str, dsn: str | None, args: argparse.Namespace) -> float:
@@ -57,17 +58,9 @@ async def main() -> None:
     parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--window", type=int, default=64)
     args = parser.parse_args()
-    bindir = bin_dir()
-    if bindir is None:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-    server = PgServer(bindir)
-    server.durable = True
-    server.start()
-    try:
+    with throwaway_postgresql(durable=True) as server:
         sqlite = await run("sqlite", None, args)
         pg = await run("postgresql", server.fresh_database(), args)
-    finally:
-        server.stop()
     print(f"{'backend':<12} {'events/s':>10}")
     print(f"{'sqlite':<12} {sqlite:>10,.0f}")
     print(f"{'postgresql':<12} {pg:>10,.0f}")
