@@ -11,6 +11,7 @@ run :func:`environment_details` in a thread.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -59,18 +60,33 @@ def reminders(todos: Sequence[dict[str, str]]) -> str:
 
 def _zone() -> tuple[str, str]:
     """The daemon's time zone as Roo names the user's: an IANA name where
-    one can be found (``TZ``, the /etc/localtime link), and ``+H:MM``."""
+    one can be found (``TZ``, the /etc/localtime link), and ``+H:MM`` (now:
+    daylight saving time moves it)."""
     offset = datetime.now().astimezone().utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "+" if minutes >= 0 else "-"
     hours, mins = divmod(abs(minutes), 60)
+    return _zone_name(), f"{sign}{hours}:{mins:02d}"
+
+
+@functools.cache
+def _zone_name() -> str:
+    """Read once per process (the libc the offset comes from reads the zone
+    once too): so a later block needs no file-system call and can be made on
+    the loop (:func:`makes_no_file_calls`)."""
     name = os.environ.get("TZ", "").lstrip(":")
     if not name:
         try:
             name = str(Path("/etc/localtime").readlink()).split("zoneinfo/", 1)[-1]
         except OSError:
             name = time.tzname[0]
-    return name, f"{sign}{hours}:{mins:02d}"
+    return name
+
+
+def makes_no_file_calls(first: bool) -> bool:
+    """Whether :func:`environment_details` can run on the loop: not with the
+    listing (a walk of the workspace), nor before the zone's name was read."""
+    return not first and _zone_name.cache_info().currsize > 0
 
 
 def environment_details(

@@ -20,6 +20,7 @@ whose ask was answered while no loop was waiting for it (``resume.py``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from dataclasses import asdict
 from typing import Any
@@ -28,7 +29,7 @@ from roo_daemon.engine.base import TaskContext, TaskFailure
 from roo_daemon.engine.coalesce import DEFAULT_WINDOW_SECONDS, DeltaCoalescer
 from roo_daemon.engine.condense import MAX_CONTEXT_WINDOW_RETRIES, ContextManager
 from roo_daemon.engine.conversation import Conversation
-from roo_daemon.engine.environment import environment_details, is_environment_details
+from roo_daemon.engine.environment import environment_details, is_environment_details, makes_no_file_calls
 from roo_daemon.engine.modes import Mode, ModeError, available_modes
 from roo_daemon.engine.prompts import system_prompt
 from roo_daemon.engine.providers.base import (
@@ -144,10 +145,12 @@ class AgentLoop:
         return await self._loop(ctx, provider, conv, resumed=True)
 
     async def _environment(self, ctx: TaskContext, provider: Provider, listing: bool) -> str:
-        """Roo's environment details for the next user turn (off the loop: the
-        listing walks the workspace)."""
+        """Roo's environment details for the next user turn: off the loop with
+        the file listing (it walks the workspace); a later turn's block is a
+        few strings, made on the loop (a thread hop on every turn cost more
+        than making it: bench/engine.py's per-turn overhead)."""
         terminals = background.report(ctx.task.id)  # on the loop: it takes their new output
-        return await asyncio.to_thread(
+        details = functools.partial(
             environment_details,
             self._mode(ctx),
             ctx.session.workspace,
@@ -157,6 +160,7 @@ class AgentLoop:
             todos=ctx.task.todos,
             terminals=terminals,
         )
+        return details() if makes_no_file_calls(listing) else await asyncio.to_thread(details)
 
     async def _first_message(self, ctx: TaskContext, provider: Provider, conv: Conversation) -> None:
         details = await self._environment(ctx, provider, True)

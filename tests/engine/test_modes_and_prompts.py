@@ -3,11 +3,12 @@ the context-window arithmetic, as units."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 
-from roo_daemon.engine import context_window
+from roo_daemon.engine import context_window, environment
 from roo_daemon.engine.environment import environment_details
 from roo_daemon.engine.modes import BUILT_IN, ModeError, available_modes, mode_from_config
 from roo_daemon.engine.prompts import custom_instructions, system_prompt
@@ -84,6 +85,18 @@ def test_environment_details_list_the_workspace_once(tmp_path):
     assert "<slug>code</slug>" in first
     later = environment_details(BUILT_IN["code"], str(tmp_path), first=False)
     assert "src/main.py" not in later and "# Current Time" in later
+
+
+def test_only_a_later_block_after_the_zone_was_read_is_made_on_the_loop(tmp_path, monkeypatch):
+    """The loop makes a later turn's block itself (no thread hop per turn),
+    but only once nothing in it touches the file system: never the first
+    block (its listing walks the workspace), nor before the zone's name was
+    read (off the loop, by an earlier block)."""
+    monkeypatch.setattr(environment, "_zone_name", functools.cache(environment._zone_name.__wrapped__))
+    assert not environment.makes_no_file_calls(False)  # the zone's name is not known yet
+    environment_details(BUILT_IN["code"], str(tmp_path), first=True)
+    assert environment.makes_no_file_calls(False)
+    assert not environment.makes_no_file_calls(True)
 
 
 def test_context_window_arithmetic_and_whole_turn_truncation():
