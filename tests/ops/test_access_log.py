@@ -30,8 +30,8 @@ def json_stdout(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], io.
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, logs._json_sink)
 
-    def start(level: str) -> io.StringIO:
-        out = io.StringIO()
+    def start(level: str, out: io.StringIO | None = None) -> io.StringIO:
+        out = out if out is not None else io.StringIO()
         monkeypatch.setattr("sys.stdout", out)
         setup_logging(level, "json")
         return out
@@ -136,48 +136,34 @@ class CountingStream(io.StringIO):
 
 
 @pytest.mark.gen_test(timeout=5)
-async def test_lines_of_one_loop_turn_leave_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_lines_of_one_loop_turn_leave_in_one_write(json_stdout: Callable[..., io.StringIO]) -> None:
     """With PYTHONUNBUFFERED (the systemd unit sets it) each stream write is
     a system call: the lines of one loop turn wait, then leave together."""
     import asyncio
 
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logs._json_sink)
-    out = CountingStream()
-    monkeypatch.setattr("sys.stdout", out)
-    try:
-        setup_logging("info", "json")
-        log = access_logger(Metrics())
-        log(request())
-        log(request())
-        assert out.writes == 0  # waiting for the end of the loop turn
-        await asyncio.sleep(0)
-        assert len(lines(out)) == 2 and out.writes == 1 and out.flushes == 1
-    finally:
-        root.handlers[:], level, logs._json_sink = saved
+    out = json_stdout("info", CountingStream())
+    log = access_logger(Metrics())
+    log(request())
+    log(request())
+    assert out.writes == 0  # waiting for the end of the loop turn
+    await asyncio.sleep(0)
+    assert len(lines(out)) == 2 and out.writes == 1 and out.flushes == 1
 
 
 @pytest.mark.gen_test(timeout=5)
-async def test_a_record_through_logging_keeps_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_record_through_logging_keeps_the_order(json_stdout: Callable[..., io.StringIO]) -> None:
     """A record logged the ordinary way while access lines wait goes after
     them (the stream keeps the order lines were made in); so does exit's
     flush (logging.shutdown flushes every handler)."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logs._json_sink)
-    out = CountingStream()
-    monkeypatch.setattr("sys.stdout", out)
-    try:
-        setup_logging("info", "json")
-        log = access_logger(Metrics())
-        log(request(status=201))
-        logging.getLogger("roo_daemon.test").warning("after the first line")
-        log(request(status=202))
-        root.handlers[0].flush()  # what logging.shutdown does at exit
-        got = lines(out)
-        assert [line.get("status") for line in got] == [201, None, 202]
-        assert got[1]["msg"] == "after the first line"
-    finally:
-        root.handlers[:], level, logs._json_sink = saved
+    out = json_stdout("info", CountingStream())
+    log = access_logger(Metrics())
+    log(request(status=201))
+    logging.getLogger("roo_daemon.test").warning("after the first line")
+    log(request(status=202))
+    logging.getLogger().handlers[0].flush()  # what logging.shutdown does at exit
+    got = lines(out)
+    assert [line.get("status") for line in got] == [201, None, 202]
+    assert got[1]["msg"] == "after the first line"
 
 
 def test_recurring_values_are_redacted_every_time_and_the_cache_is_bounded(
